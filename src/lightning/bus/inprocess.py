@@ -1,0 +1,169 @@
+"""The embedded transport: an in-process relay that follows the event store and fans envelopes out
+to subscribers, each on its own thread. Same contract as the RabbitMQ path: deliveries carry the
+previous published position, and consumers fill any gap from the store."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ..store.event_store import EventStore
+from .consumer import Delivery, TrackedConsumer
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Sequence[Delivery]], None]
+
+
+class InProcessBus:
+    """Follows the store from the position at start-up and publishes to subscribers in order."""
+
+    def __init__(self, store: EventStore, *, page: int = 1000) -> None:
+        self._store = store
+        self._page = page
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._published = 0
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def notify(self, _position: int = 0) -> None:
+        """Called after every commit: wake the relay."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._published = self._store.max_position()
+        self._thread = threading.Thread(target=self._run, name="inprocess-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            try:
+                self._relay()
+            except Exception:
+                log.exception("in-process relay failed; retrying")
+                self._stop.wait(0.5)
+
+    def _relay(self) -> None:
+        while not self._stop.is_set():
+            batch = self._store.read(self._published, self._page)
+            if not batch:
+                return
+            deliveries, previous = [], self._published
+            for envelope in batch:
+                deliveries.append(Delivery(envelope, previous))
+                previous = envelope.position
+            with self._lock:
+                subscribers = list(self._subscribers)
+            for subscriber in subscribers:
+                subscriber(deliveries)
+            self._published = previous
+
+
+class ConsumerThread:
+    """Runs one TrackedConsumer on its own thread, fed by the in-process bus.
+
+    On failure it marks itself stalled, backs off, and retries from the store, so nothing is
+    skipped: the failing event is retried until it applies (or an operator intervenes).
+    """
+
+    def __init__(
+        self,
+        consumer: TrackedConsumer,
+        *,
+        on_progress: Callable[[str, int], None] | None = None,
+        on_status: Callable[[str, str, str | None], None] | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.status = "starting"
+        self.error: str | None = None
+        self._inbox: queue.SimpleQueue[Sequence[Delivery]] = queue.SimpleQueue()
+        self._on_progress = on_progress
+        self._on_status = on_status
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"consumer-{consumer.name}", daemon=True)
+
+    def __call__(self, deliveries: Sequence[Delivery]) -> None:
+        self._inbox.put(deliveries)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._inbox.put(())
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        needs_catch_up = True
+        while not self._stop.is_set():
+            try:
+                if needs_catch_up:
+                    self._progress(self.consumer.catch_up())
+                    needs_catch_up = False
+                    self._set_status("running", None)
+                    backoff = 0.1
+                self._drain()
+            except Exception as exc:
+                log.exception("consumer %s failed", self.consumer.name)
+                self.consumer.reset()
+                self._set_status("stalled", f"{type(exc).__name__}: {exc}")
+                needs_catch_up = True
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _drain(self) -> None:
+        try:
+            first = self._inbox.get(timeout=1.0)
+        except queue.Empty:
+            return
+        deliveries = list(first)
+        while True:
+            try:
+                deliveries.extend(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        if deliveries:
+            self._progress(self.consumer.deliver(deliveries))
+
+    def _progress(self, position: int) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.consumer.name, position)
+
+    def _set_status(self, status: str, error: str | None) -> None:
+        if (status, error) == (self.status, self.error):
+            return
+        self.status, self.error = status, error
+        if self._on_status is not None:
+            try:
+                self._on_status(self.consumer.name, status, error)
+            except Exception:
+                log.exception("could not record status of %s", self.consumer.name)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

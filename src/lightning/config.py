@@ -1,0 +1,40 @@
+"""Settings (environment prefix ``LIGHTNING_``). Read once by the composition root, never at import."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///lightning.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIGHTNING_", extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="sqlite:///path (embedded default) or postgresql://user@host:port/db",
+    )
+    amqp_url: str | None = Field(default=None, description="amqp://…; unset = in-process bus")
+    admin_secret: SecretStr | None = Field(
+        default=None, description="bootstrap credential accepted as an admin bearer token"
+    )
+    encryption_key: SecretStr | None = None
+    webhook_allow_private: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    consistency_timeout: float = Field(
+        default=5.0, description="seconds a query with consistentWith waits for the read models"
+    )
+    max_batch_events: int = Field(default=1000, description="group-commit batch ceiling")
+    postgres_pool_size: int = 10
+    exchange: str = "lightning.events"
+    queue_prefix: str = "lightning"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.amqp_url is not None

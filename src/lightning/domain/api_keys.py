@@ -1,0 +1,244 @@
+"""The ApiKey aggregate: issue, rotate with a grace period, retire the previous secret, expire,
+revoke. Secrets never reach the domain: commands carry only their SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from .agents import normalise_name
+from .errors import Conflict, NotFound, ValidationFailed
+from .messages import Command, DomainEvent
+
+Role = Literal["admin", "operator", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "viewer")
+RotationPolicyName = Literal["standard", "high_security", "low_security"]
+
+
+class RotationPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rotate_every_days: int
+    notify_before_days: int
+    grace_days: int
+
+
+ROTATION_POLICIES: dict[RotationPolicyName, RotationPolicy] = {
+    "standard": RotationPolicy(rotate_every_days=90, notify_before_days=7, grace_days=30),
+    "high_security": RotationPolicy(rotate_every_days=30, notify_before_days=3, grace_days=7),
+    "low_security": RotationPolicy(rotate_every_days=180, notify_before_days=14, grace_days=60),
+}
+DEFAULT_GRACE = timedelta(days=ROTATION_POLICIES["standard"].grace_days)
+MAX_GRACE = timedelta(days=365)
+
+
+class ApiKeyEvent(DomainEvent):
+    aggregate_type = "api_key"
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+class ApiKeyIssued(ApiKeyEvent):
+    type = "api_key.issued"
+
+    name: str
+    role: Role
+    secret_hash: str
+    expires_at: datetime | None = None
+    rotation_policy: RotationPolicyName | None = None
+
+
+class ApiKeyRotated(ApiKeyEvent):
+    type = "api_key.rotated"
+
+    secret_hash: str
+    previous_valid_until: datetime
+    compromised: bool = False
+
+
+class ApiKeyPreviousSecretRetired(ApiKeyEvent):
+    type = "api_key.previous_secret_retired"
+
+
+class ApiKeyExpired(ApiKeyEvent):
+    type = "api_key.expired"
+
+
+class ApiKeyRevoked(ApiKeyEvent):
+    type = "api_key.revoked"
+
+    reason: str = ""
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+class IssueApiKey(Command):
+    key_id: UUID
+    name: str
+    role: Role
+    secret_hash: str = Field(min_length=64, max_length=64)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    rotation_policy: RotationPolicyName | None = None
+
+
+class RotateApiKey(Command):
+    key_id: UUID
+    secret_hash: str = Field(min_length=64, max_length=64)
+    at: AwareDatetime
+    grace_period: timedelta | None = None
+    compromised: bool = False
+
+
+class RetirePreviousSecret(Command):
+    key_id: UUID
+    at: AwareDatetime
+
+
+class ExpireApiKey(Command):
+    key_id: UUID
+    at: AwareDatetime
+
+
+class RevokeApiKey(Command):
+    key_id: UUID
+    reason: str = Field(default="", max_length=500)
+
+
+ApiKeyCommand = IssueApiKey | RotateApiKey | RetirePreviousSecret | ExpireApiKey | RevokeApiKey
+
+
+# ---- state ------------------------------------------------------------------------------------
+
+
+class ApiKey(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: UUID
+    name: str
+    role: Role
+    status: Literal["active", "expired", "revoked"] = "active"
+    secret_hash: str
+    previous_secret_hash: str | None = None
+    previous_valid_until: datetime | None = None
+    expires_at: datetime | None = None
+    rotation_policy: RotationPolicyName | None = None
+    version: int = 0
+
+    def authenticates(self, secret_hash: str, now: datetime) -> bool:
+        """Whether a secret with this hash is accepted at ``now`` (the grace check is query-time)."""
+        if self.status != "active" or (self.expires_at is not None and now >= self.expires_at):
+            return False
+        if hmac.compare_digest(self.secret_hash, secret_hash):
+            return True
+        return (
+            self.previous_secret_hash is not None
+            and self.previous_valid_until is not None
+            and now < self.previous_valid_until
+            and hmac.compare_digest(self.previous_secret_hash, secret_hash)
+        )
+
+
+# ---- decisions --------------------------------------------------------------------------------
+
+
+def decide(command: ApiKeyCommand, state: ApiKey | None) -> list[ApiKeyEvent]:
+    if isinstance(command, IssueApiKey):
+        return _issue(command, state)
+    if state is None:
+        raise NotFound(f"API key {command.key_id} does not exist")
+    if isinstance(command, RevokeApiKey):
+        return [] if state.status == "revoked" else [ApiKeyRevoked(reason=command.reason)]
+    if isinstance(command, RetirePreviousSecret):
+        return [ApiKeyPreviousSecretRetired()] if state.previous_secret_hash else []
+    if isinstance(command, ExpireApiKey):
+        return _expire(command, state)
+    return _rotate(command, state)
+
+
+def _issue(command: IssueApiKey, state: ApiKey | None) -> list[ApiKeyEvent]:
+    if state is not None:
+        raise Conflict(f"API key {command.key_id} already exists")
+    name = normalise_name(command.name)
+    if command.expires_at is not None and command.expires_at <= command.issued_at:
+        raise ValidationFailed("expires_at must be in the future", details={"expires_at": "past"})
+    return [
+        ApiKeyIssued(
+            name=name,
+            role=command.role,
+            secret_hash=command.secret_hash,
+            expires_at=command.expires_at,
+            rotation_policy=command.rotation_policy,
+        )
+    ]
+
+
+def _rotate(command: RotateApiKey, state: ApiKey) -> list[ApiKeyEvent]:
+    if state.status != "active" or _has_expired(state, command.at):
+        raise Conflict(f"API key {state.id} is {_status_at(state, command.at)} and can't rotate")
+    grace = command.grace_period
+    if grace is None:
+        policy = ROTATION_POLICIES.get(state.rotation_policy) if state.rotation_policy else None
+        grace = timedelta(days=policy.grace_days) if policy else DEFAULT_GRACE
+    if command.compromised:
+        grace = timedelta(0)
+    if not timedelta(0) <= grace <= MAX_GRACE:
+        raise ValidationFailed(
+            "grace period must be between 0 seconds and 365 days",
+            details={"grace_period": "out of range"},
+        )
+    return [
+        ApiKeyRotated(
+            secret_hash=command.secret_hash,
+            previous_valid_until=command.at + grace,
+            compromised=command.compromised,
+        )
+    ]
+
+
+def _expire(command: ExpireApiKey, state: ApiKey) -> list[ApiKeyEvent]:
+    if state.status != "active":
+        return []
+    if not _has_expired(state, command.at):
+        raise Conflict(f"API key {state.id} is not due to expire")
+    return [ApiKeyExpired()]
+
+
+def _has_expired(state: ApiKey, at: datetime) -> bool:
+    return state.expires_at is not None and at >= state.expires_at
+
+
+def _status_at(state: ApiKey, at: datetime) -> str:
+    return "expired" if state.status == "active" and _has_expired(state, at) else state.status
+
+
+# ---- evolution --------------------------------------------------------------------------------
+
+
+def evolve(state: ApiKey | None, event: DomainEvent, aggregate_id: UUID) -> ApiKey | None:
+    """Fold one fact into the state. Never raises: unknown events leave the state unchanged."""
+    if isinstance(event, ApiKeyIssued):
+        return ApiKey(id=aggregate_id, version=1, **event.model_dump())
+    if state is None:
+        return None
+    version = state.version + 1
+    update: dict[str, object] = {"version": version}
+    if isinstance(event, ApiKeyRotated):
+        update |= {
+            "secret_hash": event.secret_hash,
+            "previous_secret_hash": state.secret_hash,
+            "previous_valid_until": event.previous_valid_until,
+        }
+    elif isinstance(event, ApiKeyPreviousSecretRetired):
+        update |= {"previous_secret_hash": None, "previous_valid_until": None}
+    elif isinstance(event, ApiKeyExpired):
+        update |= {"status": "expired"}
+    elif isinstance(event, ApiKeyRevoked):
+        update |= {"status": "revoked", "previous_secret_hash": None, "previous_valid_until": None}
+    return state.model_copy(update=update)

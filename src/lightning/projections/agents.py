@@ -1,0 +1,71 @@
+"""Read model of agents: one row per agent with its current configuration."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..store.envelope import Envelope
+from .base import Projection, to_json, upsert, when
+from .store import Row, Tx
+
+COLUMNS = (
+    "name",
+    "description",
+    "provider",
+    "model",
+    "temperature",
+    "max_tokens",
+    "system_prompt",
+)
+
+
+def agent_row(old: Row | None, envelope: Envelope) -> Row | None:
+    """The agent's row after ``envelope`` (pure). None: the event does not concern a known row."""
+    data = envelope.data
+    common = {"version": envelope.version, "position": envelope.position, "updated_at": when(envelope)}
+    if envelope.type == "agent.registered":
+        return {
+            "id": str(envelope.aggregate_id),
+            **{c: data[c] for c in COLUMNS},
+            "tools": to_json(list(data.get("tools", ()))),
+            "status": "active",
+            "config_version": 1,
+            "created_position": envelope.position,
+            "registered_at": when(envelope),
+            **common,
+        }
+    if old is None:
+        return None
+    if envelope.type == "agent.reconfigured":
+        changes = {c: data[c] for c in COLUMNS if data.get(c) is not None}
+        if data.get("tools") is not None:
+            changes["tools"] = to_json(list(data["tools"]))
+        return {**old, **changes, "config_version": data["config_version"], **common}
+    if envelope.type == "agent.retired":
+        return {**old, "status": "retired", **common}
+    return {**old, **common}
+
+
+class AgentsProjection(Projection):
+    name = "agents"
+    tables = ("agents",)
+    types: ClassVar[frozenset[str] | None] = frozenset(
+        {"agent.registered", "agent.reconfigured", "agent.retired"}
+    )
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS agents ("
+        " id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,"
+        " provider TEXT NOT NULL, model TEXT NOT NULL, temperature DOUBLE PRECISION NOT NULL,"
+        " max_tokens BIGINT NOT NULL, system_prompt TEXT NOT NULL, tools TEXT NOT NULL,"
+        " status TEXT NOT NULL, config_version BIGINT NOT NULL, version BIGINT NOT NULL,"
+        " created_position BIGINT NOT NULL, position BIGINT NOT NULL,"
+        " registered_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS agents_by_created ON agents (created_position)",
+        "CREATE INDEX IF NOT EXISTS agents_by_name ON agents (name)",
+    )
+
+    def apply(self, tx: Tx, envelope: Envelope) -> None:
+        old = tx.one("SELECT * FROM agents WHERE id=?", (str(envelope.aggregate_id),))
+        row = agent_row(old, envelope)
+        if row is not None:
+            upsert(tx, "agents", "id", row)

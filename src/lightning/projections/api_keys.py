@@ -1,0 +1,69 @@
+"""Read model of API keys (never their secrets or hashes)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..store.envelope import Envelope
+from .base import Projection, upsert, when
+from .store import Row, Tx
+
+
+def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
+    """The key's row after ``envelope`` (pure)."""
+    data = envelope.data
+    common = {"version": envelope.version, "position": envelope.position, "updated_at": when(envelope)}
+    if envelope.type == "api_key.issued":
+        return {
+            "id": str(envelope.aggregate_id),
+            "name": data["name"],
+            "role": data["role"],
+            "status": "active",
+            "expires_at": data.get("expires_at"),
+            "rotation_policy": data.get("rotation_policy"),
+            "previous_valid_until": None,
+            "issued_at": when(envelope),
+            "rotated_at": None,
+            "created_position": envelope.position,
+            **common,
+        }
+    if old is None:
+        return None
+    changes: Row = {}
+    if envelope.type == "api_key.rotated":
+        changes = {"rotated_at": when(envelope), "previous_valid_until": data["previous_valid_until"]}
+    elif envelope.type == "api_key.previous_secret_retired":
+        changes = {"previous_valid_until": None}
+    elif envelope.type == "api_key.expired":
+        changes = {"status": "expired"}
+    elif envelope.type == "api_key.revoked":
+        changes = {"status": "revoked", "previous_valid_until": None}
+    return {**old, **changes, **common}
+
+
+class ApiKeysProjection(Projection):
+    name = "api_keys"
+    tables = ("api_keys",)
+    types: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "api_key.issued",
+            "api_key.rotated",
+            "api_key.previous_secret_retired",
+            "api_key.expired",
+            "api_key.revoked",
+        }
+    )
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS api_keys ("
+        " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, status TEXT NOT NULL,"
+        " expires_at TEXT, rotation_policy TEXT, previous_valid_until TEXT,"
+        " issued_at TEXT NOT NULL, rotated_at TEXT, created_position BIGINT NOT NULL,"
+        " version BIGINT NOT NULL, position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS api_keys_by_created ON api_keys (created_position)",
+    )
+
+    def apply(self, tx: Tx, envelope: Envelope) -> None:
+        old = tx.one("SELECT * FROM api_keys WHERE id=?", (str(envelope.aggregate_id),))
+        row = api_key_row(old, envelope)
+        if row is not None:
+            upsert(tx, "api_keys", "id", row)

@@ -1,0 +1,139 @@
+"""Reads of the read models: filters and cursor pagination (cursors are opaque positions)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..domain.errors import ValidationFailed
+from .store import ReadStore, Row
+
+MAX_PAGE = 500
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[tuple[str, T]]  # (cursor, item)
+    has_next: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.items[-1][0] if self.items else None
+
+
+def encode_cursor(kind: str, key: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode()
+
+
+def decode_cursor(kind: str, cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        prefix, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if prefix != kind:
+            raise ValueError(prefix)
+        return int(key)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValidationFailed("after is not a cursor from this list", details={"after": cursor}) from None
+
+
+def _check_first(first: int) -> None:
+    if not 0 < first <= MAX_PAGE:
+        raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}", details={"first": first})
+
+
+def _page(rows: list[Row], kind: str, key: str, first: int) -> Page[Row]:
+    return Page([(encode_cursor(kind, r[key]), r) for r in rows[:first]], len(rows) > first)
+
+
+def decode_tools(row: Row) -> Row:
+    return {**row, "tools": json.loads(row["tools"])}
+
+
+class ReadModels:
+    def __init__(self, store: ReadStore) -> None:
+        self.store = store
+
+    def agents(
+        self,
+        *,
+        first: int = 50,
+        after: str | None = None,
+        status: str | None = None,
+        provider: str | None = None,
+        name: str | None = None,
+    ) -> Page[Row]:
+        _check_first(first)
+        where, params = ["created_position > ?"], [decode_cursor("agent", after) or 0]
+        for column, value in (("status", status), ("provider", provider), ("name", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self.store.read(
+            f"SELECT * FROM agents WHERE {' AND '.join(where)}"  # noqa: S608
+            " ORDER BY created_position LIMIT ?",
+            [*params, first + 1],
+        )
+        return _page([decode_tools(r) for r in rows], "agent", "created_position", first)
+
+    def agent(self, agent_id: str) -> Row | None:
+        rows = self.store.read("SELECT * FROM agents WHERE id = ?", (agent_id,))
+        return decode_tools(rows[0]) if rows else None
+
+    def api_keys(self, *, first: int = 50, after: str | None = None) -> Page[Row]:
+        _check_first(first)
+        rows = self.store.read(
+            "SELECT * FROM api_keys WHERE created_position > ? ORDER BY created_position LIMIT ?",
+            (decode_cursor("api_key", after) or 0, first + 1),
+        )
+        return _page(rows, "api_key", "created_position", first)
+
+    def audit_log(
+        self,
+        *,
+        first: int = 20,
+        after: str | None = None,
+        actor: str | None = None,
+        aggregate_id: str | None = None,
+        types: Sequence[str] = (),
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Page[Row]:
+        """Newest first; ``types`` may use a trailing ``*`` (``agent.*``)."""
+        _check_first(first)
+        where: list[str] = []
+        params: list[object] = []
+        cursor = decode_cursor("audit", after)
+        if cursor is not None:
+            where.append("position < ?")
+            params.append(cursor)
+        for column, op, value in (
+            ("actor", "=", actor),
+            ("aggregate_id", "=", aggregate_id),
+            ("occurred_at", ">=", since),
+            ("occurred_at", "<", until),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        if types:
+            clauses = []
+            for pattern in types:
+                if pattern.endswith("*"):
+                    clauses.append("type LIKE ?")
+                    params.append(pattern[:-1].replace("%", "") + "%")
+                else:
+                    clauses.append("type = ?")
+                    params.append(pattern)
+            where.append("(" + " OR ".join(clauses) + ")")
+        sql = "SELECT * FROM audit_log"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.store.read(sql + " ORDER BY position DESC LIMIT ?", [*params, first + 1])
+        return _page(rows, "audit", "position", first)

@@ -1,0 +1,16 @@
+"""Application services: command handlers (load → decide → append) and authentication."""
+
+from .agents import AgentResult, AgentService
+from .api_keys import ApiKeyService, KeyResult, hash_secret
+from .common import SYSTEM, Context, Principal
+
+__all__ = [
+    "SYSTEM",
+    "AgentResult",
+    "AgentService",
+    "ApiKeyService",
+    "Context",
+    "KeyResult",
+    "Principal",
+    "hash_secret",
+]

@@ -1,0 +1,153 @@
+"""API-key command handlers and authentication of bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from ..domain import api_keys
+from ..domain.errors import NotFound
+from ..domain.messages import DomainEvent
+from ..store.event_store import EventStore
+from .common import Context, Loaded, Principal, load, parse, retry_on_conflict, stamp, utc_now
+
+TOKEN_PREFIX = "lk_"
+_TOKEN = re.compile(r"^lk_([0-9a-f]{32})_[A-Za-z0-9_-]{43}$")
+ADMIN_SECRET_ACTOR = "admin-secret"
+
+
+def hash_secret(secret: str) -> str:
+    # The secrets are 256-bit random values, so a fast hash is enough: there is nothing to
+    # brute-force, and authentication stays cheap on every request.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret(key_id: UUID) -> str:
+    """A fresh secret that names its key, so authentication is one stream read."""
+    return f"{TOKEN_PREFIX}{key_id.hex}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    position: int
+    key: api_keys.ApiKey
+    secret: str | None = None
+
+
+def _fold(key_id: UUID) -> Any:
+    def evolve(state: api_keys.ApiKey | None, event: DomainEvent) -> api_keys.ApiKey | None:
+        return api_keys.evolve(state, event, key_id)
+
+    return evolve
+
+
+class ApiKeyService:
+    def __init__(self, store: EventStore, admin_secret: str | None = None) -> None:
+        self.store = store
+        self._admin_secret = admin_secret
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    def issue(
+        self,
+        ctx: Context,
+        *,
+        name: str,
+        role: str,
+        expires_at: datetime | None = None,
+        rotation_policy: str | None = None,
+    ) -> KeyResult:
+        ctx.principal.require("administer")
+        key_id = ctx.new_id()
+        secret = new_secret(key_id)
+        command = parse(
+            api_keys.IssueApiKey,
+            key_id=key_id,
+            name=name,
+            role=role,
+            secret_hash=hash_secret(secret),
+            issued_at=ctx.now(),
+            expires_at=expires_at,
+            rotation_policy=rotation_policy,
+        )
+        return self._handle(ctx, command, secret)
+
+    def rotate(
+        self,
+        ctx: Context,
+        key_id: UUID,
+        *,
+        grace_period_seconds: int | None = None,
+        compromised: bool = False,
+    ) -> KeyResult:
+        ctx.principal.require("administer")
+        secret = new_secret(key_id)
+        grace = None if grace_period_seconds is None else timedelta(seconds=grace_period_seconds)
+        command = parse(
+            api_keys.RotateApiKey,
+            key_id=key_id,
+            secret_hash=hash_secret(secret),
+            at=ctx.now(),
+            grace_period=grace,
+            compromised=compromised,
+        )
+        return self._handle(ctx, command, secret)
+
+    def revoke(self, ctx: Context, key_id: UUID, *, reason: str = "") -> KeyResult:
+        ctx.principal.require("administer")
+        return self._handle(ctx, parse(api_keys.RevokeApiKey, key_id=key_id, reason=reason))
+
+    def retire_previous_secret(self, ctx: Context, key_id: UUID) -> KeyResult:
+        ctx.principal.require("administer")
+        return self._handle(ctx, api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.now()))
+
+    def expire(self, ctx: Context, key_id: UUID) -> KeyResult:
+        ctx.principal.require("administer")
+        return self._handle(ctx, api_keys.ExpireApiKey(key_id=key_id, at=ctx.now()))
+
+    @retry_on_conflict
+    def _handle(
+        self, ctx: Context, command: api_keys.ApiKeyCommand, secret: str | None = None
+    ) -> KeyResult:
+        current = self._load(command.key_id)
+        events = api_keys.decide(command, current.state)
+        if not events:
+            assert current.state is not None
+            return KeyResult(current.envelopes[-1].position, current.state)
+        stored = self.store.append(stamp(ctx, command.key_id, current.version, events))
+        state = load(
+            self.store, command.key_id, _fold(command.key_id), None, current.envelopes + stored
+        ).state
+        assert state is not None
+        return KeyResult(stored[-1].position, state, secret)
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def get(self, key_id: UUID) -> api_keys.ApiKey:
+        state = self._load(key_id).state
+        if state is None:
+            raise NotFound(f"API key {key_id} does not exist")
+        return state
+
+    def authenticate(self, token: str, now: datetime | None = None) -> Principal | None:
+        """The principal a bearer token stands for, or None. Checked against the event store
+        (the source of truth), so a revocation takes effect on the next request."""
+        if self._admin_secret and hmac.compare_digest(token.encode(), self._admin_secret.encode()):
+            return Principal(actor=ADMIN_SECRET_ACTOR, role="admin")
+        match = _TOKEN.match(token)
+        if match is None:
+            return None
+        key_id = UUID(hex=match.group(1))
+        state = self._load(key_id).state
+        if state is None or not state.authenticates(hash_secret(token), now or utc_now()):
+            return None
+        return Principal(actor=f"key:{key_id}", role=state.role, key_id=key_id)
+
+    def _load(self, key_id: UUID) -> Loaded[api_keys.ApiKey | None]:
+        return load(self.store, key_id, _fold(key_id), None)

@@ -1,0 +1,179 @@
+"""Storage backends: eventsourcing's own SQLite and PostgreSQL application recorders, unmodified,
+plus the few reads they lack (a stream with its global positions)."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+EVENTS_TABLE = "stored_events"
+
+
+class Backend(ABC):
+    """One database: the event recorder plus the datastore projections share."""
+
+    recorder: ApplicationRecorder
+    kind: str
+
+    @abstractmethod
+    def read_stream(
+        self, aggregate_id: UUID, *, to_version: int | None = None
+    ) -> list[Notification]:
+        """Every event of one aggregate in version order, with its global position as ``id``."""
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def read_log(
+        self, after: int, limit: int, *, upto: int | None = None, types: Sequence[str] = ()
+    ) -> Sequence[Notification]:
+        return self.recorder.select_notifications(
+            after, limit, stop=upto, topics=types, inclusive_of_start=False
+        )
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class SQLiteBackend(Backend):
+    kind = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # One datastore (one pool) for events and read models: its reader/writer interlocking
+        # then covers both, instead of two pools contending for SQLite's single write lock.
+        self.datastore = SQLiteDatastore(path, lock_timeout=30, pool_size=8)
+        self.recorder = SQLiteApplicationRecorder(self.datastore, EVENTS_TABLE)
+        self.recorder.create_table()
+
+    def read_stream(
+        self, aggregate_id: UUID, *, to_version: int | None = None
+    ) -> list[Notification]:
+        sql = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE originator_id=?"  # noqa: S608
+        params: list[object] = [aggregate_id.hex]
+        if to_version is not None:
+            sql += " AND originator_version<=?"
+            params.append(to_version)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + " ORDER BY originator_version", params)
+            return [
+                Notification(
+                    id=row["rowid"],
+                    originator_id=aggregate_id,
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    dbname: str
+    host: str
+    port: int
+    user: str
+    password: str
+    schema: str
+
+    @classmethod
+    def parse(cls, url: str) -> PostgresLocation:
+        parts = urlparse(url)
+        query = parse_qs(parts.query)
+        return cls(
+            dbname=unquote(parts.path.lstrip("/")) or "postgres",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or os.environ.get("USER", "postgres")),
+            password=unquote(parts.password or ""),
+            schema=query.get("schema", ["public"])[0],
+        )
+
+    def conninfo(self) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            dbname=self.dbname,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            options=f"-c search_path={self.schema}",
+        )
+
+
+class PostgresBackend(Backend):
+    kind = "postgres"
+
+    def __init__(self, url: str, *, pool_size: int = 10, create_tables: bool = True) -> None:
+        self.location = loc = PostgresLocation.parse(url)
+        self.datastore = PostgresDatastore(
+            dbname=loc.dbname,
+            host=loc.host,
+            port=loc.port,
+            user=loc.user,
+            password=loc.password,
+            schema=loc.schema,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pre_ping=True,
+            lock_timeout=10,
+            idle_in_transaction_session_timeout=30,
+        )
+        self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+        if create_tables:
+            self.recorder.create_table()
+
+    def read_stream(
+        self, aggregate_id: UUID, *, to_version: int | None = None
+    ) -> list[Notification]:
+        from psycopg.sql import SQL, Identifier
+
+        sql = SQL("SELECT * FROM {}.{} WHERE originator_id=%s").format(
+            Identifier(self.location.schema), Identifier(EVENTS_TABLE)
+        )
+        params: list[object] = [aggregate_id]
+        if to_version is not None:
+            sql += SQL(" AND originator_version<=%s")
+            params.append(to_version)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + SQL(" ORDER BY originator_version"), params)
+            return [
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=aggregate_id,
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in c.fetchall()
+            ]
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def open_backend(url: str, *, pool_size: int = 10) -> Backend:
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresBackend(url, pool_size=pool_size)
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ValueError(f"unsupported SQLite URL {url!r}; use sqlite:///relative/path.db")
+        if path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteBackend(path)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")

@@ -1,0 +1,104 @@
+"""The one event envelope (DESIGN §3): RabbitMQ body, webhook ``data``, GraphQL ``EventRecord``,
+CLI JSON line and export line. Domain events are mapped to and from it here and nowhere else."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+from ..domain.messages import DomainEvent
+from ..domain.registry import event_from
+
+SCHEMA_VERSION = 1
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: UUID
+    type: str
+    aggregate_type: str
+    aggregate_id: UUID
+    version: int
+    position: int
+    occurred_at: datetime
+    actor: str
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    schema_version: int = SCHEMA_VERSION
+    data: dict[str, Any]
+
+    @field_serializer("occurred_at")
+    def _serialise_time(self, value: datetime) -> str:
+        return format_time(value)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    def domain_event(self) -> DomainEvent | None:
+        """The domain event, or None when this code does not know the type (ignored on replay)."""
+        return event_from(self.type, self.data)
+
+    def to_stored_event(self) -> StoredEvent:
+        body = self.model_dump(mode="json", exclude={"position"})
+        return StoredEvent(
+            originator_id=self.aggregate_id,
+            originator_version=self.version,
+            topic=self.type,
+            state=json.dumps(body, separators=(",", ":")).encode(),
+        )
+
+    @classmethod
+    def from_stored(cls, stored: StoredEvent, position: int) -> Envelope:
+        body = json.loads(stored.state)
+        body["position"] = position
+        return cls.model_validate(body)
+
+    @classmethod
+    def from_notification(cls, notification: Notification) -> Envelope:
+        return cls.from_stored(notification, notification.id)
+
+
+class Metadata(BaseModel):
+    """Who and why: stamped on every event a command produces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    actor: str
+    correlation_id: UUID
+    causation_id: UUID | None = None
+
+
+def pending(
+    event: DomainEvent,
+    *,
+    event_id: UUID,
+    aggregate_id: UUID,
+    version: int,
+    occurred_at: datetime,
+    meta: Metadata,
+) -> Envelope:
+    """An envelope for an event not yet stored (position 0 until the store assigns one)."""
+    return Envelope(
+        id=event_id,
+        type=event.type,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=aggregate_id,
+        version=version,
+        position=0,
+        occurred_at=occurred_at,
+        actor=meta.actor,
+        correlation_id=meta.correlation_id,
+        causation_id=meta.causation_id,
+        schema_version=event.schema_version,
+        data=event.model_dump(mode="json"),
+    )

@@ -1,0 +1,63 @@
+"""The event store facade used by command handlers, read tools and consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from uuid import UUID
+
+from .backends import Backend
+from .envelope import Envelope
+from .group_commit import GroupCommitWriter
+
+
+class EventStore:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_batch_events: int = 1000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self._writer = GroupCommitWriter(
+            backend.recorder, max_batch_events=max_batch_events, on_commit=on_commit
+        )
+
+    def append(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
+        """Store one command's events atomically; return them with their positions."""
+        positions = self._writer.append([e.to_stored_event() for e in envelopes])
+        return [e.model_copy(update={"position": p}) for e, p in zip(envelopes, positions, strict=True)]
+
+    def load(self, aggregate_id: UUID, *, to_version: int | None = None) -> list[Envelope]:
+        return [
+            Envelope.from_notification(n)
+            for n in self.backend.read_stream(aggregate_id, to_version=to_version)
+        ]
+
+    def read(
+        self, after: int = 0, limit: int = 1000, *, upto: int | None = None, types: Sequence[str] = ()
+    ) -> list[Envelope]:
+        """Events with ``after < position <= upto`` in position order, at most ``limit``."""
+        return [
+            Envelope.from_notification(n)
+            for n in self.backend.read_log(after, limit, upto=upto, types=types)
+        ]
+
+    def iterate(self, after: int = 0, *, page: int = 1000, upto: int | None = None) -> Iterator[Envelope]:
+        while True:
+            batch = self.read(after, page, upto=upto)
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1].position
+
+    def get(self, position: int) -> Envelope | None:
+        found = self.read(position - 1, 1, upto=position)
+        return found[0] if found else None
+
+    def max_position(self) -> int:
+        return self.backend.max_position()
+
+    def close(self) -> None:
+        self._writer.close()
+        self.backend.close()
