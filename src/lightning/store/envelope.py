@@ -100,5 +100,5 @@ def pending(
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
         schema_version=event.schema_version,
-        data=event.model_dump(mode="json"),
+        data=event.model_dump(mode="json", exclude_none=True),
     )

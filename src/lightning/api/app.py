@@ -1,0 +1,154 @@
+"""The litestar application: GraphQL (HTTP and graphql-transport-ws), health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
+from litestar.openapi import OpenAPIConfig
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.litestar import make_graphql_controller
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from ..bootstrap import Lightning
+from ..config import Settings
+from ..services import Principal
+from .feed import EventFeed
+from .metrics import metrics_response
+from .schema import build_schema
+
+log = logging.getLogger(__name__)
+
+
+def bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(app: Lightning, token: str | None) -> Principal | None:
+    if token is None:
+        return None
+    return await anyio.to_thread.run_sync(app.api_keys.authenticate, token)
+
+
+def _wants_ide(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    return connection.scope["type"] == "http" and (
+        connection.scope.get("method") == "GET" and "query" not in connection.query_params
+    )
+
+
+async def graphql_context(request: Request[Any, Any, Any]) -> dict[str, object]:
+    """Resolve the principal once per HTTP request: no or bad token is HTTP 401."""
+    app: Lightning = request.app.state.lightning
+    context: dict[str, object] = {"lightning": app, "feed": request.app.state.feed}
+    if _wants_ide(request):
+        return context  # GraphiQL's page itself; its requests carry the token
+    principal = await authenticate(app, bearer(request.headers.get("authorization")))
+    if principal is None:
+        raise NotAuthorizedException(
+            "a valid bearer token is required (API key secret or LIGHTNING_ADMIN_SECRET)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    context["principal"] = principal
+    return context
+
+
+def _controller() -> type:
+    base = make_graphql_controller(
+        build_schema(),
+        path="/graphql",
+        context_getter=graphql_context,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+
+    class GraphQLController(base):  # type: ignore[misc,valid-type]
+        async def on_ws_connect(self, context: dict[str, Any]) -> dict[str, object] | None:
+            """Authenticate a websocket at connection_init: payload ``{"Authorization":
+            "Bearer …"}`` (any case) or the upgrade request's Authorization header."""
+            params = context.get("connection_params") or {}
+            header = next(
+                (v for k, v in params.items() if k.lower() == "authorization" and isinstance(v, str)),
+                None,
+            )
+            if header is None:
+                socket = context.get("socket") or context.get("websocket")
+                header = socket.headers.get("authorization") if socket is not None else None
+            principal = await authenticate(context["lightning"], bearer(header))
+            if principal is None:
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+            context["principal"] = principal
+            return None
+
+    return GraphQLController
+
+
+async def ws_context(socket: Any) -> dict[str, object]:
+    return {}
+
+
+@get("/health/live", media_type=MediaType.JSON, sync_to_thread=False)
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", media_type=MediaType.JSON)
+async def ready(state: State) -> Response[dict[str, object]]:
+    app: Lightning = state.lightning
+    try:
+        statuses = await anyio.to_thread.run_sync(app.projections.statuses)
+    except Exception as exc:
+        return Response({"status": "unavailable", "error": str(exc)}, status_code=503)
+    stalled = [s.name for s in statuses if s.status == "stalled"]
+    body: dict[str, object] = {
+        "status": "stalled" if stalled else "ok",
+        "projections": {s.name: {"position": s.position, "lag": s.lag, "status": s.status} for s in statuses},
+    }
+    return Response(body, status_code=503 if stalled else 200)
+
+
+@get("/metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
+async def metrics(state: State) -> Response[bytes]:
+    return await anyio.to_thread.run_sync(metrics_response, state.lightning)
+
+
+def create_app(settings: Settings | None = None, lightning: Lightning | None = None) -> Litestar:
+    """Build the HTTP app. With ``lightning`` given, the caller owns it (tests); otherwise the
+    app opens one from ``settings`` at start-up and, in embedded mode, runs the workers too."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(litestar: Litestar) -> AsyncIterator[None]:
+        owned = lightning is None
+        app = lightning or await anyio.to_thread.run_sync(Lightning.open, settings or Settings())
+        if owned and app.bus is not None:
+            await anyio.to_thread.run_sync(app.start_embedded_workers)
+        feed = EventFeed(app.store)
+        await feed.start()
+        unsubscribe = app.bus.subscribe(feed.wake_threadsafe) if app.bus is not None else None
+        litestar.state.lightning = app
+        litestar.state.feed = feed
+        try:
+            yield
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+            await feed.stop()
+            if owned:
+                await anyio.to_thread.run_sync(app.close)
+
+    return Litestar(
+        route_handlers=[_controller(), live, ready, metrics],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="Lightning", version="0.1.0", path="/schema"),
+        debug=False,
+    )

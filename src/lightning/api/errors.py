@@ -1,0 +1,51 @@
+"""Translate errors once, at the edge: every GraphQL error leaves with ``extensions.code``."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from pydantic import ValidationError
+from strawberry.extensions import MaskErrors
+
+from ..domain.errors import LightningError
+
+log = logging.getLogger(__name__)
+
+
+def _code_and_message(error: GraphQLError) -> tuple[str, str, dict[str, object]]:
+    original = error.original_error
+    existing = dict(error.extensions or {})
+    if "code" in existing:
+        return str(existing.pop("code")), error.message, existing
+    if isinstance(original, LightningError):
+        return original.code, original.message, dict(original.details)
+    if isinstance(original, ValidationError):
+        return "BAD_USER_INPUT", str(original), {}
+    if original is None:
+        # Parse and validation errors of the document itself: the client sent bad input.
+        return "BAD_USER_INPUT", error.message, {}
+    log.error("unexpected error in resolver", exc_info=original)
+    return "INTERNAL", "Unexpected error.", {}
+
+
+class ErrorCodes(MaskErrors):
+    """Give every error a code from DESIGN §6; hide the text of unexpected exceptions."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda _: True)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        code, message, details = _code_and_message(error)
+        extensions: dict[str, object] = {"code": code}
+        if details:
+            extensions["details"] = details
+        return GraphQLError(
+            message=message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=None,
+            extensions=extensions,
+        )

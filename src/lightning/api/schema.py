@@ -1,0 +1,368 @@
+"""The GraphQL schema. Resolvers are thin: read the typed context, call one service (in a worker
+thread: eventsourcing is synchronous), map the result to GraphQL types."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import anyio.to_thread
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from ..bootstrap import Lightning
+from ..domain.errors import NotFound, Unauthenticated, ValidationFailed
+from ..domain.registry import EVENT_CLASSES
+from ..services import Context, Principal
+from ..services.common import Permission
+from ..store.envelope import Envelope
+from .errors import ErrorCodes
+from .feed import EventFeed, matcher
+from .types import (
+    Agent,
+    AgentConnection,
+    AggregateState,
+    ApiKey,
+    ApiKeyConnection,
+    EventRecord,
+    EventRecordConnection,
+    IssueApiKeyInput,
+    IssueApiKeyPayload,
+    ProjectionStatus,
+    ReconfigureAgentInput,
+    ReconfigureAgentPayload,
+    RegisterAgentInput,
+    RegisterAgentPayload,
+    RetireAgentPayload,
+    RevokeApiKeyPayload,
+    RotateApiKeyPayload,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def app_of(info: Info) -> Lightning:
+    app: Lightning = info.context["lightning"]
+    return app
+
+
+def principal_of(info: Info) -> Principal:
+    principal: Principal | None = info.context.get("principal")
+    if principal is None:
+        raise Unauthenticated("a bearer token is required")
+    return principal
+
+
+def ctx_of(info: Info) -> Context:
+    return Context(principal_of(info))
+
+
+def uuid_arg(value: str, name: str = "id") -> UUID:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise ValidationFailed(f"{name} is not a valid id", details={name: value}) from None
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Times without a zone are taken as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+async def consistent(info: Info, position: int | None, *names: str) -> None:
+    if position is None:
+        return
+    if position < 0:
+        raise ValidationFailed("consistentWith must not be negative")
+    app = app_of(info)
+    await run(app.projections.wait_for, position, app.settings.consistency_timeout, names or None)
+
+
+class _Requires(BasePermission):
+    needed: Permission
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        principal = principal_of(info)
+        self.message = f"role {principal.role!r} may not {self.needed} here"
+        self.error_extensions = {"code": "FORBIDDEN"}
+        return principal.can(self.needed)
+
+
+class CanRead(_Requires):
+    needed = "read"
+
+
+class CanOperate(_Requires):
+    needed = "operate"
+
+
+class CanAdminister(_Requires):
+    needed = "administer"
+
+
+def expand_types(patterns: list[str] | None) -> list[str]:
+    if not patterns:
+        return []
+    known = sorted(EVENT_CLASSES)
+    chosen = {
+        t for p in patterns for t in known if (t.startswith(p[:-1]) if p.endswith("*") else t == p)
+    }
+    unknown = [p for p in patterns if not p.endswith("*") and p not in known]
+    return sorted(chosen | set(unknown))
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[CanRead])
+    async def agents(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        status: str | None = None,
+        provider: str | None = None,
+        consistent_with: int | None = None,
+    ) -> AgentConnection:
+        await consistent(info, consistent_with, "agents")
+        page = await run(
+            app_of(info).read_models.agents, first=first, after=after, status=status, provider=provider
+        )
+        return AgentConnection.from_page(page)
+
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="An agent; with asOf or version, as it was then (read from the event store).",
+    )
+    async def agent(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        as_of: datetime | None = None,
+        version: int | None = None,
+        consistent_with: int | None = None,
+    ) -> Agent | None:
+        agent_id = uuid_arg(id)
+        app = app_of(info)
+        if as_of is not None or version is not None:
+            state, envelope = await run(
+                app.agents.state_at, agent_id, version=version, as_of=aware(as_of)
+            )
+            return Agent.from_state(state, envelope.version)
+        await consistent(info, consistent_with, "agents")
+        row = await run(app.read_models.agent, str(agent_id))
+        return None if row is None else Agent.from_row(row)
+
+    @strawberry.field(permission_classes=[CanAdminister])
+    async def api_keys(
+        self, info: Info, first: int = 50, after: str | None = None, consistent_with: int | None = None
+    ) -> ApiKeyConnection:
+        await consistent(info, consistent_with, "api_keys")
+        page = await run(app_of(info).read_models.api_keys, first=first, after=after)
+        return ApiKeyConnection.from_page(page)
+
+    @strawberry.field(permission_classes=[CanAdminister])
+    async def api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
+        return ApiKey.from_state(await run(app_of(info).api_keys.get, uuid_arg(id)))
+
+    @strawberry.field(permission_classes=[CanRead], description="Every event of one aggregate.")
+    async def history(
+        self, info: Info, aggregate_id: strawberry.ID, consistent_with: int | None = None
+    ) -> list[EventRecord]:
+        del consistent_with  # the event store is always consistent with itself
+        envelopes = await run(app_of(info).store.load, uuid_arg(aggregate_id, "aggregateId"))
+        if not envelopes:
+            raise NotFound(f"no events for aggregate {aggregate_id}")
+        return [EventRecord.from_envelope(e) for e in envelopes]
+
+    @strawberry.field(permission_classes=[CanRead])
+    async def state_at(
+        self,
+        info: Info,
+        aggregate_id: strawberry.ID,
+        version: int | None = None,
+        as_of: datetime | None = None,
+        consistent_with: int | None = None,
+    ) -> AggregateState:
+        del consistent_with
+        from ..replay import replay
+
+        result = await run(
+            replay, app_of(info), uuid_arg(aggregate_id, "aggregateId"), version, aware(as_of)
+        )
+        return AggregateState(
+            aggregate_id=strawberry.ID(str(result.aggregate_id)),
+            aggregate_type=result.aggregate_type,
+            version=result.version,
+            position=result.position,
+            occurred_at=result.occurred_at,
+            state=result.state,
+        )
+
+    @strawberry.field(permission_classes=[CanRead], description="Events from the store, oldest first.")
+    async def events(
+        self,
+        info: Info,
+        after: int = 0,
+        first: int = 100,
+        types: list[str] | None = None,
+        aggregate_id: strawberry.ID | None = None,
+        consistent_with: int | None = None,
+    ) -> list[EventRecord]:
+        del consistent_with
+        if not 0 < first <= 1000:
+            raise ValidationFailed("first must be between 1 and 1000")
+        store = app_of(info).store
+        accept = matcher(types, None)
+        if aggregate_id is not None:
+            stream = await run(store.load, uuid_arg(aggregate_id, "aggregateId"))
+            found: list[Envelope] = [e for e in stream if e.position > after and accept(e)]
+        else:
+            wanted = expand_types(types)
+            if types and not wanted:
+                return []
+            found = await run(store.read, after, first, types=wanted)
+        return [EventRecord.from_envelope(e) for e in found[:first]]
+
+    @strawberry.field(permission_classes=[CanRead], description="Every action, newest first.")
+    async def audit_log(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        actor: str | None = None,
+        aggregate_id: strawberry.ID | None = None,
+        types: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        consistent_with: int | None = None,
+    ) -> EventRecordConnection:
+        from ..store.envelope import format_time
+
+        await consistent(info, consistent_with, "audit_log")
+        page = await run(
+            app_of(info).read_models.audit_log,
+            first=first,
+            after=after,
+            actor=actor,
+            aggregate_id=None if aggregate_id is None else str(uuid_arg(aggregate_id, "aggregateId")),
+            types=types or (),
+            since=None if since is None else format_time(aware(since) or since),
+            until=None if until is None else format_time(aware(until) or until),
+        )
+        return EventRecordConnection.from_page(page)
+
+    @strawberry.field(permission_classes=[CanRead])
+    async def projections(self, info: Info) -> list[ProjectionStatus]:
+        return [ProjectionStatus.from_data(s) for s in await run(app_of(info).projections.statuses)]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[CanOperate])
+    async def register_agent(self, info: Info, input: RegisterAgentInput) -> RegisterAgentPayload:
+        fields = strawberry.asdict(input)
+        result = await run(app_of(info).agents.register, ctx_of(info), **fields)
+        return RegisterAgentPayload(position=result.position, agent=Agent.from_state(result.agent))
+
+    @strawberry.mutation(permission_classes=[CanOperate])
+    async def reconfigure_agent(
+        self, info: Info, input: ReconfigureAgentInput
+    ) -> ReconfigureAgentPayload:
+        changes = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
+        result = await run(
+            app_of(info).agents.reconfigure, ctx_of(info), uuid_arg(input.id), **changes
+        )
+        return ReconfigureAgentPayload(position=result.position, agent=Agent.from_state(result.agent))
+
+    @strawberry.mutation(permission_classes=[CanOperate])
+    async def retire_agent(self, info: Info, id: strawberry.ID) -> RetireAgentPayload:
+        result = await run(app_of(info).agents.retire, ctx_of(info), uuid_arg(id))
+        return RetireAgentPayload(position=result.position, agent=Agent.from_state(result.agent))
+
+    @strawberry.mutation(permission_classes=[CanAdminister])
+    async def issue_api_key(self, info: Info, input: IssueApiKeyInput) -> IssueApiKeyPayload:
+        result = await run(
+            app_of(info).api_keys.issue,
+            ctx_of(info),
+            name=input.name,
+            role=input.role,
+            expires_at=aware(input.expires_at),
+            rotation_policy=input.rotation_policy,
+        )
+        assert result.secret is not None
+        return IssueApiKeyPayload(
+            secret=result.secret, position=result.position, api_key=ApiKey.from_state(result.key)
+        )
+
+    @strawberry.mutation(permission_classes=[CanAdminister])
+    async def rotate_api_key(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        grace_period_seconds: int | None = None,
+        compromised: bool = False,
+    ) -> RotateApiKeyPayload:
+        result = await run(
+            app_of(info).api_keys.rotate,
+            ctx_of(info),
+            uuid_arg(id),
+            grace_period_seconds=grace_period_seconds,
+            compromised=compromised,
+        )
+        assert result.secret is not None
+        return RotateApiKeyPayload(
+            secret=result.secret, position=result.position, api_key=ApiKey.from_state(result.key)
+        )
+
+    @strawberry.mutation(permission_classes=[CanAdminister])
+    async def revoke_api_key(
+        self, info: Info, id: strawberry.ID, reason: str = ""
+    ) -> RevokeApiKeyPayload:
+        result = await run(app_of(info).api_keys.revoke, ctx_of(info), uuid_arg(id), reason=reason)
+        return RevokeApiKeyPayload(position=result.position, api_key=ApiKey.from_state(result.key))
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[CanRead],
+        description="Live events; with after, replays from that position first (no gap).",
+    )
+    async def events(
+        self,
+        info: Info,
+        types: list[str] | None = None,
+        aggregate_id: strawberry.ID | None = None,
+        after: int | None = None,
+    ) -> AsyncGenerator[EventRecord, None]:
+        feed: EventFeed = info.context["feed"]
+        agg = None if aggregate_id is None else str(uuid_arg(aggregate_id, "aggregateId"))
+        async for envelope in feed.subscribe(matcher(types, agg), after):
+            yield EventRecord.from_envelope(envelope)
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Errors are coded (and unexpected ones logged) by ErrorCodes; a user's bad input or a
+        # conflict is an answer, not a server fault, so it is not logged as an error here.
+        for error in errors:
+            log.debug("GraphQL error: %s", error.message)
+
+
+def build_schema() -> strawberry.Schema:
+    return _Schema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=[ErrorCodes]
+    )

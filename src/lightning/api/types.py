@@ -1,0 +1,322 @@
+"""GraphQL output and input types. Mapped explicitly from states and rows, never the domain
+objects themselves."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from ..domain.agents import Agent as AgentState
+from ..domain.api_keys import ApiKey as ApiKeyState
+from ..projections.queries import Page
+from ..projections.runner import ProjectionStatus as ProjectionStatusData
+from ..projections.store import Row
+from ..store.envelope import Envelope
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Agent:
+    id: strawberry.ID
+    name: str
+    description: str
+    provider: str
+    model: str
+    temperature: float
+    max_tokens: int
+    system_prompt: str
+    tools: list[str]
+    status: str
+    config_version: int
+    version: int
+
+    @classmethod
+    def from_state(cls, state: AgentState, version: int | None = None) -> Agent:
+        c = state.config
+        return cls(
+            id=strawberry.ID(str(state.id)),
+            name=c.name,
+            description=c.description,
+            provider=c.provider,
+            model=c.model,
+            temperature=c.temperature,
+            max_tokens=c.max_tokens,
+            system_prompt=c.system_prompt,
+            tools=list(c.tools),
+            status=state.status,
+            config_version=state.config_version,
+            version=version if version is not None else state.version,
+        )
+
+    @classmethod
+    def from_row(cls, row: Row) -> Agent:
+        return cls(
+            id=strawberry.ID(row["id"]),
+            name=row["name"],
+            description=row["description"],
+            provider=row["provider"],
+            model=row["model"],
+            temperature=row["temperature"],
+            max_tokens=row["max_tokens"],
+            system_prompt=row["system_prompt"],
+            tools=list(row["tools"]),
+            status=row["status"],
+            config_version=row["config_version"],
+            version=row["version"],
+        )
+
+
+@strawberry.type
+class AgentEdge:
+    cursor: str
+    node: Agent
+
+
+@strawberry.type
+class AgentConnection:
+    edges: list[AgentEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: Page[Row]) -> AgentConnection:
+        return cls(
+            edges=[AgentEdge(cursor=c, node=Agent.from_row(r)) for c, r in page.items],
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        )
+
+
+@strawberry.type
+class ApiKey:
+    id: strawberry.ID
+    name: str
+    role: str
+    status: str
+    expires_at: datetime | None
+    rotation_policy: str | None
+    previous_valid_until: datetime | None
+
+    @classmethod
+    def from_state(cls, state: ApiKeyState) -> ApiKey:
+        return cls(
+            id=strawberry.ID(str(state.id)),
+            name=state.name,
+            role=state.role,
+            status=state.status,
+            expires_at=state.expires_at,
+            rotation_policy=state.rotation_policy,
+            previous_valid_until=state.previous_valid_until,
+        )
+
+    @classmethod
+    def from_row(cls, row: Row) -> ApiKey:
+        return cls(
+            id=strawberry.ID(row["id"]),
+            name=row["name"],
+            role=row["role"],
+            status=row["status"],
+            expires_at=_time(row["expires_at"]),
+            rotation_policy=row["rotation_policy"],
+            previous_valid_until=_time(row["previous_valid_until"]),
+        )
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@strawberry.type
+class ApiKeyEdge:
+    cursor: str
+    node: ApiKey
+
+
+@strawberry.type
+class ApiKeyConnection:
+    edges: list[ApiKeyEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: Page[Row]) -> ApiKeyConnection:
+        return cls(
+            edges=[ApiKeyEdge(cursor=c, node=ApiKey.from_row(r)) for c, r in page.items],
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        )
+
+
+@strawberry.type(description="One event in the envelope of DESIGN §3.")
+class EventRecord:
+    id: strawberry.ID
+    type: str
+    aggregate_type: str
+    aggregate_id: strawberry.ID
+    version: int
+    position: int
+    occurred_at: datetime
+    actor: str
+    correlation_id: strawberry.ID
+    causation_id: strawberry.ID | None
+    schema_version: int
+    data: JSON
+
+    @classmethod
+    def from_envelope(cls, e: Envelope) -> EventRecord:
+        return cls(
+            id=strawberry.ID(str(e.id)),
+            type=e.type,
+            aggregate_type=e.aggregate_type,
+            aggregate_id=strawberry.ID(str(e.aggregate_id)),
+            version=e.version,
+            position=e.position,
+            occurred_at=e.occurred_at,
+            actor=e.actor,
+            correlation_id=strawberry.ID(str(e.correlation_id)),
+            causation_id=None if e.causation_id is None else strawberry.ID(str(e.causation_id)),
+            schema_version=e.schema_version,
+            data=e.data,
+        )
+
+    @classmethod
+    def from_row(cls, row: Row) -> EventRecord:
+        data: Any = json.loads(row["data"])
+        return cls(
+            id=strawberry.ID(row["event_id"]),
+            type=row["type"],
+            aggregate_type=row["aggregate_type"],
+            aggregate_id=strawberry.ID(row["aggregate_id"]),
+            version=row["version"],
+            position=row["position"],
+            occurred_at=datetime.fromisoformat(row["occurred_at"]),
+            actor=row["actor"],
+            correlation_id=strawberry.ID(row["correlation_id"]),
+            causation_id=None if row["causation_id"] is None else strawberry.ID(row["causation_id"]),
+            schema_version=1,
+            data=data,
+        )
+
+
+@strawberry.type
+class EventRecordEdge:
+    cursor: str
+    node: EventRecord
+
+
+@strawberry.type
+class EventRecordConnection:
+    edges: list[EventRecordEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: Page[Row]) -> EventRecordConnection:
+        return cls(
+            edges=[EventRecordEdge(cursor=c, node=EventRecord.from_row(r)) for c, r in page.items],
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        )
+
+
+@strawberry.type(description="An aggregate's state as it was after a given event (time travel).")
+class AggregateState:
+    aggregate_id: strawberry.ID
+    aggregate_type: str
+    version: int
+    position: int
+    occurred_at: datetime
+    state: JSON
+
+
+@strawberry.type
+class ProjectionStatus:
+    name: str
+    position: int
+    lag: int
+    status: str
+    error: str | None
+
+    @classmethod
+    def from_data(cls, s: ProjectionStatusData) -> ProjectionStatus:
+        return cls(name=s.name, position=s.position, lag=s.lag, status=s.status, error=s.error)
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+
+
+@strawberry.input
+class RegisterAgentInput:
+    name: str
+    provider: str
+    model: str
+    description: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 4096
+    system_prompt: str = ""
+    tools: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ReconfigureAgentInput:
+    id: strawberry.ID
+    name: str | None = None
+    description: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    system_prompt: str | None = None
+    tools: list[str] | None = None
+
+
+@strawberry.input
+class IssueApiKeyInput:
+    name: str
+    role: str
+    expires_at: datetime | None = None
+    rotation_policy: str | None = None
+
+
+# ---- payloads -----------------------------------------------------------------------------------
+
+
+@strawberry.type
+class RegisterAgentPayload:
+    position: int
+    agent: Agent
+
+
+@strawberry.type
+class ReconfigureAgentPayload:
+    position: int
+    agent: Agent
+
+
+@strawberry.type
+class RetireAgentPayload:
+    position: int
+    agent: Agent
+
+
+@strawberry.type
+class IssueApiKeyPayload:
+    secret: str
+    position: int
+    api_key: ApiKey
+
+
+@strawberry.type
+class RotateApiKeyPayload:
+    secret: str
+    position: int
+    api_key: ApiKey
+
+
+@strawberry.type
+class RevokeApiKeyPayload:
+    position: int
+    api_key: ApiKey
