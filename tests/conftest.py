@@ -1,0 +1,67 @@
+"""Shared fixtures: one contract, several backends.
+
+``database_url`` runs a test on the embedded SQLite default and on a fresh PostgreSQL database
+(created for the test, dropped after). Locally a missing service skips those cases; under CI
+(``CI=true``) it fails them, so a green run means they ran.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LIGHTNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error}); run scripts/services.sh"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _admin_conninfo() -> str:
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        with psycopg.connect(_admin_conninfo(), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL", exc)
+    return POSTGRES_ADMIN_URL
+
+
+def _url_for(database: str) -> str:
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"lightning_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _url_for(name)
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lightning.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

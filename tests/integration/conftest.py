@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lightning.bootstrap import Lightning
+from lightning.config import Settings
+
+
+@pytest.fixture
+def lightning(database_url: str) -> Iterator[Lightning]:
+    """Lightning on the given backend, with no workers running (tests drive consumers)."""
+    app = Lightning.open(Settings(database_url=database_url, amqp_url=None, _env_file=None))
+    try:
+        yield app
+    finally:
+        app.close()

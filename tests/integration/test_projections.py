@@ -1,0 +1,159 @@
+"""Projection builders: exactly-once effect under redelivery, gaps, crashes and restarts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from lightning.bootstrap import Lightning
+from lightning.bus.consumer import Delivery, TrackedConsumer
+from lightning.projections.agents import AgentsProjection
+from lightning.projections.runner import ProjectionHandler
+from lightning.projections.store import Tx
+from lightning.replay import replay
+from lightning.services import SYSTEM, Context
+from lightning.store.envelope import Envelope
+
+CTX = Context(SYSTEM)
+
+
+def populate(app: Lightning, n: int = 5) -> None:
+    for i in range(n):
+        agent = app.agents.register(
+            CTX, name=f"agent-{i}", provider="grok", model="grok-code-fast-1"
+        ).agent.id
+        app.agents.reconfigure(CTX, agent, temperature=0.1 * i)
+        if i % 2:
+            app.agents.retire(CTX, agent)
+    app.api_keys.issue(CTX, name="ci", role="viewer")
+
+
+def deliveries(envelopes: Sequence[Envelope], previous: int = 0) -> list[Delivery]:
+    result = []
+    for e in envelopes:
+        result.append(Delivery(e, previous))
+        previous = e.position
+    return result
+
+
+def consumer(app: Lightning, name: str) -> TrackedConsumer:
+    return TrackedConsumer(app.projections.handler(name), app.store)
+
+
+def rows(app: Lightning, table: str) -> list[dict[str, object]]:
+    return app.projections.read_store.read(f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608
+
+
+def assert_agents_equal_fold_of_log(app: Lightning, *, audit: bool = True) -> None:
+    """The read model equals a replay of every agent's stream from the store."""
+    ids = {e.aggregate_id for e in app.store.iterate(0) if e.aggregate_type == "agent"}
+    by_id = {r["id"]: r for r in rows(app, "agents")}
+    assert set(by_id) == {str(i) for i in ids}
+    for agent_id in ids:
+        state = replay(app, agent_id).state
+        row = by_id[str(agent_id)]
+        assert row["name"] == state["config"]["name"]
+        assert row["temperature"] == pytest.approx(state["config"]["temperature"])
+        assert row["status"] == state["status"]
+        assert row["config_version"] == state["config_version"]
+    if audit:
+        logged = rows(app, "audit_log")
+        assert [r["position"] for r in logged] == [e.position for e in app.store.iterate(0)]
+
+
+def test_catch_up_builds_every_projection(lightning: Lightning) -> None:
+    populate(lightning)
+    for name in lightning.projections.names():
+        assert consumer(lightning, name).catch_up() == lightning.store.max_position()
+    assert_agents_equal_fold_of_log(lightning)
+    assert all(s.lag == 0 for s in lightning.projections.statuses())
+
+
+def test_redelivery_changes_nothing(lightning: Lightning) -> None:
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    for name in lightning.projections.names():
+        c = consumer(lightning, name)
+        c.deliver(deliveries(log))
+    before = {t: rows(lightning, t) for t in ("agents", "api_keys", "audit_log")}
+    for name in lightning.projections.names():
+        fresh = consumer(lightning, name)  # as after a restart: position read from the database
+        fresh.deliver(deliveries(log))
+        fresh.deliver(deliveries(log[3:7], log[2].position))
+    assert {t: rows(lightning, t) for t in before} == before
+    assert_agents_equal_fold_of_log(lightning)
+
+
+def test_gap_is_filled_from_the_store(lightning: Lightning) -> None:
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    c = consumer(lightning, "audit_log")
+    # Only the last message arrives; it says the publisher sent something before it.
+    c.deliver([Delivery(log[-1], log[-2].position)])
+    assert [r["position"] for r in rows(lightning, "audit_log")] == [e.position for e in log]
+
+
+def test_unknown_previous_position_is_checked_against_the_store(lightning: Lightning) -> None:
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    c = consumer(lightning, "audit_log")
+    c.deliver([Delivery(log[0], None), Delivery(log[5], None)])
+    assert [r["position"] for r in rows(lightning, "audit_log")] == [e.position for e in log[:6]]
+
+
+def test_restart_resumes_where_it_stopped(lightning: Lightning) -> None:
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    half = len(log) // 2
+    consumer(lightning, "agents").deliver(deliveries(log[:half]))
+    assert lightning.projections.read_store.position("agents") == log[half - 1].position
+    consumer(lightning, "agents").catch_up()
+    assert_agents_equal_fold_of_log(lightning, audit=False)
+
+
+class Flaky(AgentsProjection):
+    """Fails once on the n-th envelope it applies, after writing earlier rows."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at = fail_at
+        self.seen = 0
+        self.failed = False
+
+    def apply(self, tx: Tx, envelope: Envelope) -> None:
+        self.seen += 1
+        if self.seen == self.fail_at and not self.failed:
+            self.failed = True
+            raise RuntimeError("crash in the middle of a batch")
+        super().apply(tx, envelope)
+
+
+def test_crash_mid_batch_rolls_back_rows_and_position(lightning: Lightning) -> None:
+    populate(lightning)
+    flaky = Flaky(fail_at=4)
+    c = TrackedConsumer(ProjectionHandler(flaky, lightning.projections.read_store), lightning.store)
+    with pytest.raises(RuntimeError):
+        c.catch_up()
+    assert lightning.projections.read_store.position("agents") == 0
+    assert rows(lightning, "agents") == []
+    c.reset()
+    c.catch_up()
+    assert_agents_equal_fold_of_log(lightning, audit=False)
+
+
+def test_rebuild_reproduces_the_same_rows(lightning: Lightning) -> None:
+    populate(lightning)
+    consumer(lightning, "agents").catch_up()
+    before = rows(lightning, "agents")
+    lightning.projections.rebuild("agents")
+    assert rows(lightning, "agents") == before
+
+
+def test_embedded_workers_follow_commits(lightning: Lightning) -> None:
+    lightning.start_embedded_workers()
+    populate(lightning, 3)
+    lightning.projections.wait_for(lightning.store.max_position(), timeout=10)
+    assert_agents_equal_fold_of_log(lightning)
+    tools = json.loads(str(rows(lightning, "agents")[0]["tools"]))
+    assert tools == []

@@ -1,0 +1,148 @@
+from uuid import UUID
+
+import pytest
+
+from lightning.domain import agents
+from lightning.domain.agents import (
+    AgentReconfigured,
+    AgentRegistered,
+    AgentRetired,
+    ReconfigureAgent,
+    RegisterAgent,
+    RetireAgent,
+)
+from lightning.domain.catalogue import Catalogue
+from lightning.domain.errors import Conflict, NotFound, ValidationFailed
+
+from .given import given
+
+AGENT = UUID("00000000-0000-0000-0000-00000000000a")
+CATALOGUE = Catalogue()
+REGISTERED = AgentRegistered(
+    name="coder",
+    description="",
+    provider="grok",
+    model="grok-code-fast-1",
+    temperature=0.2,
+    max_tokens=4096,
+    system_prompt="",
+    tools=(),
+)
+
+
+def when(history: list[agents.AgentEvent], command: object) -> list[agents.AgentEvent]:
+    state = given(history, lambda s, e: agents.evolve(s, e, AGENT))
+    return agents.decide(command, state, CATALOGUE)  # type: ignore[arg-type]
+
+
+def register(**overrides: object) -> RegisterAgent:
+    fields: dict[str, object] = {
+        "agent_id": AGENT,
+        "name": "coder",
+        "provider": "grok",
+        "model": "grok-code-fast-1",
+        "temperature": 0.2,
+    }
+    return RegisterAgent(**(fields | overrides))
+
+
+def test_given_nothing_when_register_grok_agent_then_registered() -> None:
+    assert when([], register()) == [REGISTERED]
+
+
+def test_given_nothing_when_register_with_padded_name_then_name_is_trimmed() -> None:
+    assert when([], register(name="  coder  ")) == [REGISTERED]
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [("openai", "gpt-4o"), ("anthropic", "claude-3-5-haiku-20241022"), ("grok", "grok-beta")],
+)
+def test_given_nothing_when_register_each_provider_then_registered(provider: str, model: str) -> None:
+    [event] = when([], register(provider=provider, model=model, temperature=0.5))
+    assert isinstance(event, AgentRegistered)
+    assert (event.provider, event.model) == (provider, model)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"provider": "mistral"}, "provider"),
+        ({"model": "gpt-4o"}, "model"),  # a real model, but not grok's: never rerouted
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "bad\x00name"}, "name"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": 2.01}, "temperature"),
+        ({"provider": "anthropic", "model": "claude-3-opus-20240229", "temperature": 1.5}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"tools": ("",)}, "tools"),
+    ],
+)
+def test_given_nothing_when_register_with_bad_input_then_refused(
+    overrides: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        when([], register(**overrides))
+    assert field in raised.value.details
+
+
+def test_given_registered_when_register_same_again_then_nothing_new() -> None:
+    assert when([REGISTERED], register()) == []
+
+
+def test_given_registered_when_register_different_config_with_same_id_then_conflict() -> None:
+    with pytest.raises(Conflict):
+        when([REGISTERED], register(temperature=1.0))
+
+
+def test_given_registered_when_reconfigure_then_only_changes_and_config_version_bumped() -> None:
+    events = when([REGISTERED], ReconfigureAgent(agent_id=AGENT, model="grok-beta", temperature=0.2))
+    assert events == [AgentReconfigured(config_version=2, model="grok-beta")]
+
+
+def test_given_reconfigured_when_reconfigure_again_then_version_keeps_counting() -> None:
+    history = [REGISTERED, AgentReconfigured(config_version=2, model="grok-beta")]
+    events = when(history, ReconfigureAgent(agent_id=AGENT, temperature=1.5))
+    assert events == [AgentReconfigured(config_version=3, temperature=1.5)]
+
+
+def test_given_registered_when_reconfigure_with_nothing_new_then_no_events() -> None:
+    assert when([REGISTERED], ReconfigureAgent(agent_id=AGENT, temperature=0.2)) == []
+
+
+def test_given_grok_agent_when_switch_provider_without_model_then_refused() -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        when([REGISTERED], ReconfigureAgent(agent_id=AGENT, provider="openai"))
+    assert "model" in raised.value.details
+
+
+def test_given_nothing_when_reconfigure_then_not_found() -> None:
+    with pytest.raises(NotFound):
+        when([], ReconfigureAgent(agent_id=AGENT, temperature=1.0))
+
+
+def test_given_registered_when_retire_then_retired() -> None:
+    assert when([REGISTERED], RetireAgent(agent_id=AGENT)) == [AgentRetired(name="coder")]
+
+
+def test_given_retired_when_retire_twice_then_nothing_new() -> None:
+    assert when([REGISTERED, AgentRetired(name="coder")], RetireAgent(agent_id=AGENT)) == []
+
+
+def test_given_retired_when_reconfigure_then_conflict() -> None:
+    with pytest.raises(Conflict):
+        when(
+            [REGISTERED, AgentRetired(name="coder")],
+            ReconfigureAgent(agent_id=AGENT, temperature=1.0),
+        )
+
+
+def test_evolve_ignores_events_it_does_not_know() -> None:
+    state = given([REGISTERED], lambda s, e: agents.evolve(s, e, AGENT))
+    from lightning.domain.api_keys import ApiKeyRevoked
+
+    after = agents.evolve(state, ApiKeyRevoked(), AGENT)
+    assert after is not None and state is not None
+    assert after.config == state.config

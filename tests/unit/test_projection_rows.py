@@ -1,0 +1,77 @@
+"""The projections' row calculations are pure functions of (old row, envelope)."""
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from lightning.projections.agents import agent_row
+from lightning.projections.api_keys import api_key_row
+from lightning.projections.audit_log import audit_row
+from lightning.store.envelope import Envelope
+
+AGENT = UUID(int=10)
+T = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def env(type_: str, version: int, position: int, **data: object) -> Envelope:
+    return Envelope(
+        id=UUID(int=position),
+        type=type_,
+        aggregate_type=type_.split(".")[0],
+        aggregate_id=AGENT,
+        version=version,
+        position=position,
+        occurred_at=T,
+        actor="key:abc",
+        correlation_id=UUID(int=99),
+        data=data,
+    )
+
+
+REGISTERED = env(
+    "agent.registered", 1, 5, name="coder", description="", provider="grok", model="grok-code-fast-1",
+    temperature=0.2, max_tokens=10, system_prompt="", tools=["search"],
+)
+
+
+def test_registered_agent_row() -> None:
+    row = agent_row(None, REGISTERED)
+    assert row is not None
+    assert row["name"] == "coder" and row["status"] == "active" and row["config_version"] == 1
+    assert row["tools"] == '["search"]' and row["created_position"] == 5
+
+
+def test_reconfigured_changes_only_given_fields() -> None:
+    row = agent_row(None, REGISTERED)
+    after = agent_row(row, env("agent.reconfigured", 2, 9, config_version=2, model="grok-beta"))
+    assert after is not None and row is not None
+    assert after["model"] == "grok-beta" and after["temperature"] == 0.2
+    assert after["config_version"] == 2 and after["created_position"] == 5 and after["position"] == 9
+
+
+def test_retired_agent_row() -> None:
+    after = agent_row(agent_row(None, REGISTERED), env("agent.retired", 2, 6, name="coder"))
+    assert after is not None and after["status"] == "retired"
+
+
+def test_event_for_unknown_row_is_ignored() -> None:
+    assert agent_row(None, env("agent.retired", 2, 6, name="coder")) is None
+
+
+def test_api_key_row_never_holds_the_hash() -> None:
+    row = api_key_row(None, env("api_key.issued", 1, 3, name="ci", role="viewer", secret_hash="x" * 64))
+    assert row is not None and "x" * 64 not in row.values()
+    revoked = api_key_row(row, env("api_key.revoked", 2, 4))
+    assert revoked is not None and revoked["status"] == "revoked"
+
+
+def test_audit_row_keeps_actor_and_time() -> None:
+    row = audit_row(REGISTERED)
+    assert row["actor"] == "key:abc" and row["occurred_at"] == "2026-11-23T10:00:00.000000Z"
+    assert row["position"] == 5
+
+
+def test_envelope_round_trips_through_stored_event() -> None:
+    stored = REGISTERED.to_stored_event()
+    assert Envelope.from_stored(stored, 5) == REGISTERED
+    assert '"position"' not in stored.state.decode()
+    assert REGISTERED.model_dump(mode="json")["occurred_at"] == "2026-11-23T10:00:00.000000Z"
