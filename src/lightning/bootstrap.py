@@ -61,7 +61,9 @@ class Lightning:
     def start_embedded_workers(self) -> None:
         """Run the projection builders in this process, fed by the in-process bus."""
         if self.bus is None:
-            raise RuntimeError("embedded workers need the in-process bus (LIGHTNING_AMQP_URL unset)")
+            raise RuntimeError(
+                "embedded workers need the in-process bus (LIGHTNING_AMQP_URL unset)"
+            )
         progress = self.projections.progress
         for name in self.projections.names():
             consumer = TrackedConsumer(self.projections.handler(name), self.store)

@@ -90,7 +90,12 @@ def print_events(envelopes: list[Envelope], as_json: bool) -> None:
     table = Table("position", "occurred_at", "type", "aggregate_id", "v", "actor")
     for e in envelopes:
         table.add_row(
-            str(e.position), format_time(e.occurred_at), e.type, str(e.aggregate_id), str(e.version), e.actor
+            str(e.position),
+            format_time(e.occurred_at),
+            e.type,
+            str(e.aggregate_id),
+            str(e.version),
+            e.actor,
         )
     out.print(table)
 
@@ -131,7 +136,9 @@ def _mode(settings: Settings) -> str:
 @events_app.command("list")
 def events_list(
     json_: Annotated[bool, typer.Option("--json", help="one envelope per line")] = False,
-    type_: Annotated[list[str] | None, typer.Option("--type", help="type or prefix (agent.*)")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="type or prefix (agent.*)")
+    ] = None,
     aggregate: Annotated[str | None, typer.Option(help="only this aggregate id")] = None,
     since: Annotated[str | None, typer.Option(help="a position, or an ISO-8601 time")] = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 100,
@@ -145,12 +152,14 @@ def events_list(
                 after = int(since)
             else:
                 from_time = parse_time(since)
-        source = (
-            lt.store.load(parse_id(aggregate)) if aggregate else lt.store.iterate(after)
-        )
+        source = lt.store.load(parse_id(aggregate)) if aggregate else lt.store.iterate(after)
         found: list[Envelope] = []
         for e in source:
-            if e.position > after and accept(e) and (from_time is None or e.occurred_at >= from_time):
+            if (
+                e.position > after
+                and accept(e)
+                and (from_time is None or e.occurred_at >= from_time)
+            ):
                 found.append(e)
                 if len(found) >= limit:
                     break
@@ -171,7 +180,9 @@ def events_show(position: int) -> None:
 def events_tail(
     json_: Annotated[bool, typer.Option("--json")] = False,
     type_: Annotated[list[str] | None, typer.Option("--type")] = None,
-    after: Annotated[int | None, typer.Option(help="start after this position (default: now)")] = None,
+    after: Annotated[
+        int | None, typer.Option(help="start after this position (default: now)")
+    ] = None,
     interval: Annotated[float, typer.Option(help="poll interval, seconds")] = 0.5,
 ) -> None:
     """Follow the event log until interrupted."""
@@ -196,8 +207,12 @@ def events_tail(
 @app.command()
 def replay(
     aggregate_id: str,
-    to_version: Annotated[int | None, typer.Option("--to-version", help="stop after this version")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="state at this ISO-8601 time")] = None,
+    to_version: Annotated[
+        int | None, typer.Option("--to-version", help="stop after this version")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="state at this ISO-8601 time")
+    ] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Rebuild an aggregate's state from its events and print it."""
@@ -249,7 +264,9 @@ def projections_rebuild(name: str) -> None:
     `worker projections`); they resume from the rebuilt position when started again."""
     with lightning() as lt:
         if name not in lt.projections.names():
-            raise NotFound(f"no projection {name!r}; choose one of {', '.join(lt.projections.names())}")
+            raise NotFound(
+                f"no projection {name!r}; choose one of {', '.join(lt.projections.names())}"
+            )
         position = lt.projections.rebuild(name)
         err.print(f"rebuilt {name} up to position {position}")
 

@@ -1,4 +1,4 @@
-"""Settings (environment prefix ``LIGHTNING_``). Read once by the composition root, never at import."""
+"""Settings (environment prefix ``LIGHTNING_``), read by the composition root, never at import."""
 
 from __future__ import annotations
 

@@ -65,4 +65,6 @@ def replay(
             state = evolve(state, event)
     shown = state.model_dump(mode="json", exclude=_REDACTED) if isinstance(state, BaseModel) else {}
     last = envelopes[-1]
-    return Replayed(aggregate_id, aggregate_type, last.version, last.position, last.occurred_at, shown)
+    return Replayed(
+        aggregate_id, aggregate_type, last.version, last.position, last.occurred_at, shown
+    )

@@ -43,7 +43,7 @@ def consumer(app: Lightning, name: str) -> TrackedConsumer:
 
 
 def rows(app: Lightning, table: str) -> list[dict[str, object]]:
-    return app.projections.read_store.read(f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608
+    return app.projections.read_store.read(f"SELECT * FROM {table} ORDER BY 1")
 
 
 def assert_agents_equal_fold_of_log(app: Lightning, *, audit: bool = True) -> None:

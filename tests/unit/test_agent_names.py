@@ -18,7 +18,9 @@ def state_after(*events: agent_names.AgentNameEvent) -> NameReservation:
 
 
 def test_given_free_name_when_reserve_then_reserved() -> None:
-    assert agent_names.reserve(state_after(), "coder", A) == [AgentNameReserved(name="coder", agent_id=A)]
+    assert agent_names.reserve(state_after(), "coder", A) == [
+        AgentNameReserved(name="coder", agent_id=A)
+    ]
 
 
 def test_given_name_held_when_other_agent_reserves_then_conflict() -> None:
@@ -27,7 +29,10 @@ def test_given_name_held_when_other_agent_reserves_then_conflict() -> None:
 
 
 def test_given_name_held_when_holder_reserves_twice_then_nothing_new() -> None:
-    assert agent_names.reserve(state_after(AgentNameReserved(name="coder", agent_id=A)), "coder", A) == []
+    assert (
+        agent_names.reserve(state_after(AgentNameReserved(name="coder", agent_id=A)), "coder", A)
+        == []
+    )
 
 
 def test_given_released_name_when_other_agent_reserves_then_reserved() -> None:

@@ -58,7 +58,9 @@ def test_given_nothing_when_register_with_padded_name_then_name_is_trimmed() -> 
     ("provider", "model"),
     [("openai", "gpt-4o"), ("anthropic", "claude-3-5-haiku-20241022"), ("grok", "grok-beta")],
 )
-def test_given_nothing_when_register_each_provider_then_registered(provider: str, model: str) -> None:
+def test_given_nothing_when_register_each_provider_then_registered(
+    provider: str, model: str
+) -> None:
     [event] = when([], register(provider=provider, model=model, temperature=0.5))
     assert isinstance(event, AgentRegistered)
     assert (event.provider, event.model) == (provider, model)
@@ -75,7 +77,10 @@ def test_given_nothing_when_register_each_provider_then_registered(provider: str
         ({"name": "bad\x00name"}, "name"),
         ({"temperature": -0.1}, "temperature"),
         ({"temperature": 2.01}, "temperature"),
-        ({"provider": "anthropic", "model": "claude-3-opus-20240229", "temperature": 1.5}, "temperature"),
+        (
+            {"provider": "anthropic", "model": "claude-3-opus-20240229", "temperature": 1.5},
+            "temperature",
+        ),
         ({"max_tokens": 0}, "max_tokens"),
         ({"tools": ("",)}, "tools"),
     ],
@@ -98,7 +103,9 @@ def test_given_registered_when_register_different_config_with_same_id_then_confl
 
 
 def test_given_registered_when_reconfigure_then_only_changes_and_config_version_bumped() -> None:
-    events = when([REGISTERED], ReconfigureAgent(agent_id=AGENT, model="grok-beta", temperature=0.2))
+    events = when(
+        [REGISTERED], ReconfigureAgent(agent_id=AGENT, model="grok-beta", temperature=0.2)
+    )
     assert events == [AgentReconfigured(config_version=2, model="grok-beta")]
 
 

@@ -31,12 +31,16 @@ def state(*events: api_keys.ApiKeyEvent) -> api_keys.ApiKey | None:
     return s
 
 
-def when(history: list[api_keys.ApiKeyEvent], command: api_keys.ApiKeyCommand) -> list[api_keys.ApiKeyEvent]:
+def when(
+    history: list[api_keys.ApiKeyEvent], command: api_keys.ApiKeyCommand
+) -> list[api_keys.ApiKeyEvent]:
     return api_keys.decide(command, state(*history))
 
 
 def test_given_nothing_when_issue_then_issued_with_hash_only() -> None:
-    events = when([], IssueApiKey(key_id=KEY, name="ci", role="operator", secret_hash=H1, issued_at=T0))
+    events = when(
+        [], IssueApiKey(key_id=KEY, name="ci", role="operator", secret_hash=H1, issued_at=T0)
+    )
     assert events == [ISSUED]
 
 
@@ -47,16 +51,26 @@ def test_given_nothing_when_issue_with_unknown_role_then_refused() -> None:
 
 def test_given_nothing_when_issue_expiring_in_the_past_then_refused() -> None:
     with pytest.raises(ValidationFailed):
-        when([], IssueApiKey(key_id=KEY, name="ci", role="viewer", secret_hash=H1, issued_at=T0, expires_at=T0))
+        when(
+            [],
+            IssueApiKey(
+                key_id=KEY, name="ci", role="viewer", secret_hash=H1, issued_at=T0, expires_at=T0
+            ),
+        )
 
 
 def test_given_issued_when_issue_again_then_conflict() -> None:
     with pytest.raises(Conflict):
-        when([ISSUED], IssueApiKey(key_id=KEY, name="ci", role="operator", secret_hash=H1, issued_at=T0))
+        when(
+            [ISSUED],
+            IssueApiKey(key_id=KEY, name="ci", role="operator", secret_hash=H1, issued_at=T0),
+        )
 
 
 def test_given_issued_when_rotate_then_previous_valid_for_grace() -> None:
-    events = when([ISSUED], RotateApiKey(key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(hours=1)))
+    events = when(
+        [ISSUED], RotateApiKey(key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(hours=1))
+    )
     assert events == [ApiKeyRotated(secret_hash=H2, previous_valid_until=T0 + timedelta(hours=1))]
 
 
@@ -76,7 +90,9 @@ def test_given_high_security_key_when_rotate_then_seven_days_grace() -> None:
 def test_given_issued_when_compromised_rotation_then_zero_grace() -> None:
     [event] = when(
         [ISSUED],
-        RotateApiKey(key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(days=3), compromised=True),
+        RotateApiKey(
+            key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(days=3), compromised=True
+        ),
     )
     assert isinstance(event, ApiKeyRotated)
     assert event.previous_valid_until == T0
@@ -150,4 +166,7 @@ def test_given_nothing_when_rotate_then_not_found() -> None:
 
 def test_grace_longer_than_a_year_is_refused() -> None:
     with pytest.raises(ValidationFailed):
-        when([ISSUED], RotateApiKey(key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(days=400)))
+        when(
+            [ISSUED],
+            RotateApiKey(key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(days=400)),
+        )

@@ -28,8 +28,17 @@ def env(type_: str, version: int, position: int, **data: object) -> Envelope:
 
 
 REGISTERED = env(
-    "agent.registered", 1, 5, name="coder", description="", provider="grok", model="grok-code-fast-1",
-    temperature=0.2, max_tokens=10, system_prompt="", tools=["search"],
+    "agent.registered",
+    1,
+    5,
+    name="coder",
+    description="",
+    provider="grok",
+    model="grok-code-fast-1",
+    temperature=0.2,
+    max_tokens=10,
+    system_prompt="",
+    tools=["search"],
 )
 
 
@@ -45,7 +54,9 @@ def test_reconfigured_changes_only_given_fields() -> None:
     after = agent_row(row, env("agent.reconfigured", 2, 9, config_version=2, model="grok-beta"))
     assert after is not None and row is not None
     assert after["model"] == "grok-beta" and after["temperature"] == 0.2
-    assert after["config_version"] == 2 and after["created_position"] == 5 and after["position"] == 9
+    assert (
+        after["config_version"] == 2 and after["created_position"] == 5 and after["position"] == 9
+    )
 
 
 def test_retired_agent_row() -> None:
@@ -58,7 +69,9 @@ def test_event_for_unknown_row_is_ignored() -> None:
 
 
 def test_api_key_row_never_holds_the_hash() -> None:
-    row = api_key_row(None, env("api_key.issued", 1, 3, name="ci", role="viewer", secret_hash="x" * 64))
+    row = api_key_row(
+        None, env("api_key.issued", 1, 3, name="ci", role="viewer", secret_hash="x" * 64)
+    )
     assert row is not None and "x" * 64 not in row.values()
     revoked = api_key_row(row, env("api_key.revoked", 2, 4))
     assert revoked is not None and revoked["status"] == "revoked"

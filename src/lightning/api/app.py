@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from strawberry.exceptions import ConnectionRejectionError
@@ -41,17 +42,18 @@ async def authenticate(app: Lightning, token: str | None) -> Principal | None:
 
 
 def _wants_ide(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-    return connection.scope["type"] == "http" and (
+    return connection.scope["type"] == ScopeType.HTTP and (
         connection.scope.get("method") == "GET" and "query" not in connection.query_params
     )
 
 
-async def graphql_context(request: Request[Any, Any, Any]) -> dict[str, object]:
-    """Resolve the principal once per HTTP request: no or bad token is HTTP 401."""
+async def graphql_context(request: ASGIConnection[Any, Any, Any, Any]) -> dict[str, object]:
+    """Resolve the principal once per HTTP request (no or bad token: HTTP 401). A websocket is
+    authenticated once, at connection_init (``on_ws_connect``)."""
     app: Lightning = request.app.state.lightning
     context: dict[str, object] = {"lightning": app, "feed": request.app.state.feed}
-    if _wants_ide(request):
-        return context  # GraphiQL's page itself; its requests carry the token
+    if request.scope["type"] == ScopeType.WEBSOCKET or _wants_ide(request):
+        return context  # GraphiQL's page itself is public; its requests carry the token
     principal = await authenticate(app, bearer(request.headers.get("authorization")))
     if principal is None:
         raise NotAuthorizedException(
@@ -78,7 +80,11 @@ def _controller() -> type:
             "Bearer …"}`` (any case) or the upgrade request's Authorization header."""
             params = context.get("connection_params") or {}
             header = next(
-                (v for k, v in params.items() if k.lower() == "authorization" and isinstance(v, str)),
+                (
+                    v
+                    for k, v in params.items()
+                    if k.lower() == "authorization" and isinstance(v, str)
+                ),
                 None,
             )
             if header is None:
@@ -91,10 +97,6 @@ def _controller() -> type:
             return None
 
     return GraphQLController
-
-
-async def ws_context(socket: Any) -> dict[str, object]:
-    return {}
 
 
 @get("/health/live", media_type=MediaType.JSON, sync_to_thread=False)
@@ -112,7 +114,9 @@ async def ready(state: State) -> Response[dict[str, object]]:
     stalled = [s.name for s in statuses if s.status == "stalled"]
     body: dict[str, object] = {
         "status": "stalled" if stalled else "ok",
-        "projections": {s.name: {"position": s.position, "lag": s.lag, "status": s.status} for s in statuses},
+        "projections": {
+            s.name: {"position": s.position, "lag": s.lag, "status": s.status} for s in statuses
+        },
     }
     return Response(body, status_code=503 if stalled else 200)
 
@@ -129,7 +133,10 @@ def create_app(settings: Settings | None = None, lightning: Lightning | None = N
     @contextlib.asynccontextmanager
     async def lifespan(litestar: Litestar) -> AsyncIterator[None]:
         owned = lightning is None
-        app = lightning or await anyio.to_thread.run_sync(Lightning.open, settings or Settings())
+        if lightning is None:
+            app = await anyio.to_thread.run_sync(Lightning.open, settings or Settings())
+        else:
+            app = lightning
         if owned and app.bus is not None:
             await anyio.to_thread.run_sync(app.start_embedded_workers)
         feed = EventFeed(app.store)

@@ -22,8 +22,9 @@ def _code_and_message(error: GraphQLError) -> tuple[str, str, dict[str, object]]
         return original.code, original.message, dict(original.details)
     if isinstance(original, ValidationError):
         return "BAD_USER_INPUT", str(original), {}
-    if original is None:
-        # Parse and validation errors of the document itself: the client sent bad input.
+    if original is None or not error.path:
+        # Parse, validation and variable-coercion errors: raised before any resolver ran, so
+        # about the request itself — the client sent bad input.
         return "BAD_USER_INPUT", error.message, {}
     log.error("unexpected error in resolver", exc_info=original)
     return "INTERNAL", "Unexpected error.", {}

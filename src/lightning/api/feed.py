@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -94,7 +95,8 @@ class EventFeed:
             last = self._head if after is None else after
             if after is not None:
                 while last < self._head:
-                    batch = await anyio.to_thread.run_sync(self._store.read, last, 500, self._head)
+                    read = functools.partial(self._store.read, last, 500, upto=self._head)
+                    batch = await anyio.to_thread.run_sync(read)
                     if not batch:
                         break
                     for envelope in batch:
@@ -104,7 +106,9 @@ class EventFeed:
             while True:
                 item = await q.get()
                 if item is None:
-                    raise SubscriberTooSlow("subscription fell too far behind; resubscribe with after")
+                    raise SubscriberTooSlow(
+                        "subscription fell too far behind; resubscribe with after"
+                    )
                 if item.position <= last:
                     continue
                 last = item.position

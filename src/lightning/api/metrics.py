@@ -14,13 +14,20 @@ if TYPE_CHECKING:
 
 def metrics_response(app: Lightning) -> Response[bytes]:
     registry = CollectorRegistry()
-    head = Gauge("lightning_event_store_position", "Highest position in the event store", registry=registry)
+    head = Gauge(
+        "lightning_event_store_position", "Highest position in the event store", registry=registry
+    )
     position = Gauge(
         "lightning_projection_position", "Last position applied", ["projection"], registry=registry
     )
-    lag = Gauge("lightning_projection_lag", "Events not yet applied", ["projection"], registry=registry)
+    lag = Gauge(
+        "lightning_projection_lag", "Events not yet applied", ["projection"], registry=registry
+    )
     stalled = Gauge(
-        "lightning_projection_stalled", "1 if the projection is stalled", ["projection"], registry=registry
+        "lightning_projection_stalled",
+        "1 if the projection is stalled",
+        ["projection"],
+        registry=registry,
     )
     statuses = app.projections.statuses()
     head.set(max((s.position + s.lag for s in statuses), default=0))

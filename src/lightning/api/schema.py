@@ -7,13 +7,14 @@ import functools
 import logging
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import anyio.to_thread
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.permission import BasePermission
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from ..bootstrap import Lightning
@@ -138,7 +139,11 @@ class Query:
     ) -> AgentConnection:
         await consistent(info, consistent_with, "agents")
         page = await run(
-            app_of(info).read_models.agents, first=first, after=after, status=status, provider=provider
+            app_of(info).read_models.agents,
+            first=first,
+            after=after,
+            status=status,
+            provider=provider,
         )
         return AgentConnection.from_page(page)
 
@@ -167,7 +172,11 @@ class Query:
 
     @strawberry.field(permission_classes=[CanAdminister])
     async def api_keys(
-        self, info: Info, first: int = 50, after: str | None = None, consistent_with: int | None = None
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        consistent_with: int | None = None,
     ) -> ApiKeyConnection:
         await consistent(info, consistent_with, "api_keys")
         page = await run(app_of(info).read_models.api_keys, first=first, after=after)
@@ -208,10 +217,12 @@ class Query:
             version=result.version,
             position=result.position,
             occurred_at=result.occurred_at,
-            state=result.state,
+            state=cast(JSON, result.state),
         )
 
-    @strawberry.field(permission_classes=[CanRead], description="Events from the store, oldest first.")
+    @strawberry.field(
+        permission_classes=[CanRead], description="Events from the store, oldest first."
+    )
     async def events(
         self,
         info: Info,
@@ -257,7 +268,9 @@ class Query:
             first=first,
             after=after,
             actor=actor,
-            aggregate_id=None if aggregate_id is None else str(uuid_arg(aggregate_id, "aggregateId")),
+            aggregate_id=None
+            if aggregate_id is None
+            else str(uuid_arg(aggregate_id, "aggregateId")),
             types=types or (),
             since=None if since is None else format_time(aware(since) or since),
             until=None if until is None else format_time(aware(until) or until),
@@ -285,7 +298,9 @@ class Mutation:
         result = await run(
             app_of(info).agents.reconfigure, ctx_of(info), uuid_arg(input.id), **changes
         )
-        return ReconfigureAgentPayload(position=result.position, agent=Agent.from_state(result.agent))
+        return ReconfigureAgentPayload(
+            position=result.position, agent=Agent.from_state(result.agent)
+        )
 
     @strawberry.mutation(permission_classes=[CanOperate])
     async def retire_agent(self, info: Info, id: strawberry.ID) -> RetireAgentPayload:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -181,7 +181,7 @@ class EventRecord:
             correlation_id=strawberry.ID(str(e.correlation_id)),
             causation_id=None if e.causation_id is None else strawberry.ID(str(e.causation_id)),
             schema_version=e.schema_version,
-            data=e.data,
+            data=cast(JSON, e.data),
         )
 
     @classmethod
@@ -197,7 +197,9 @@ class EventRecord:
             occurred_at=datetime.fromisoformat(row["occurred_at"]),
             actor=row["actor"],
             correlation_id=strawberry.ID(row["correlation_id"]),
-            causation_id=None if row["causation_id"] is None else strawberry.ID(row["causation_id"]),
+            causation_id=None
+            if row["causation_id"] is None
+            else strawberry.ID(row["causation_id"]),
             schema_version=1,
             data=data,
         )

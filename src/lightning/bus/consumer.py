@@ -66,7 +66,7 @@ class TrackedConsumer:
         return self._position
 
     def deliver(self, deliveries: Sequence[Delivery]) -> int:
-        """Apply what is new in ``deliveries`` (filling gaps from the store); return the position."""
+        """Apply what is new in ``deliveries``, filling gaps from the store; return the position."""
         last = self.position()
         pending: list[Envelope] = []
         for delivery in deliveries:
@@ -74,7 +74,9 @@ class TrackedConsumer:
             if envelope.position <= last:
                 continue  # already applied: a redelivery or an overlap with a catch-up
             if delivery.previous is None or delivery.previous > last:
-                pending.extend(self.store.iterate(last, page=self.batch_size, upto=envelope.position - 1))
+                pending.extend(
+                    self.store.iterate(last, page=self.batch_size, upto=envelope.position - 1)
+                )
             pending.append(envelope)
             last = envelope.position
         for start in range(0, len(pending), self.batch_size):

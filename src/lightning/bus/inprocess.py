@@ -104,7 +104,9 @@ class ConsumerThread:
         self._on_progress = on_progress
         self._on_status = on_status
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"consumer-{consumer.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"consumer-{consumer.name}", daemon=True
+        )
 
     def __call__(self, deliveries: Sequence[Delivery]) -> None:
         self._inbox.put(deliveries)

@@ -138,7 +138,9 @@ def decide(
     return _reconfigure(command, state, catalogue)
 
 
-def _register(command: RegisterAgent, state: Agent | None, catalogue: Catalogue) -> list[AgentEvent]:
+def _register(
+    command: RegisterAgent, state: Agent | None, catalogue: Catalogue
+) -> list[AgentEvent]:
     config = AgentConfig(**command.model_dump(exclude={"agent_id"}))
     if state is not None:
         if state.config == validate_config(config, catalogue):
@@ -148,9 +150,7 @@ def _register(command: RegisterAgent, state: Agent | None, catalogue: Catalogue)
     return [AgentRegistered(**config.model_dump())]
 
 
-def _reconfigure(
-    command: ReconfigureAgent, state: Agent, catalogue: Catalogue
-) -> list[AgentEvent]:
+def _reconfigure(command: ReconfigureAgent, state: Agent, catalogue: Catalogue) -> list[AgentEvent]:
     if state.status == "retired":
         raise Conflict(f"agent {state.id} is retired and can't be reconfigured")
     requested = command.model_dump(exclude={"agent_id"}, exclude_none=True)
@@ -181,7 +181,9 @@ def validate_config(config: AgentConfig, catalogue: Catalogue) -> AgentConfig:
     else:
         upper = catalogue.max_temperature(config.provider)
         if not 0.0 <= config.temperature <= upper:
-            problems["temperature"] = f"temperature must be between 0 and {upper:g} for {config.provider}"
+            problems["temperature"] = (
+                f"temperature must be between 0 and {upper:g} for {config.provider}"
+            )
     if not 0 < config.max_tokens <= MAX_TOKENS_LIMIT:
         problems["max_tokens"] = f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}"
     if len(config.description) > DESCRIPTION_MAX:

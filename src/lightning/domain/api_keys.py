@@ -132,7 +132,7 @@ class ApiKey(BaseModel):
     version: int = 0
 
     def authenticates(self, secret_hash: str, now: datetime) -> bool:
-        """Whether a secret with this hash is accepted at ``now`` (the grace check is query-time)."""
+        """Whether a secret with this hash is accepted at ``now`` (grace is a query-time check)."""
         if self.status != "active" or (self.expires_at is not None and now >= self.expires_at):
             return False
         if hmac.compare_digest(self.secret_hash, secret_hash):

@@ -22,7 +22,11 @@ COLUMNS = (
 def agent_row(old: Row | None, envelope: Envelope) -> Row | None:
     """The agent's row after ``envelope`` (pure). None: the event does not concern a known row."""
     data = envelope.data
-    common = {"version": envelope.version, "position": envelope.position, "updated_at": when(envelope)}
+    common = {
+        "version": envelope.version,
+        "position": envelope.position,
+        "updated_at": when(envelope),
+    }
     if envelope.type == "agent.registered":
         return {
             "id": str(envelope.aggregate_id),

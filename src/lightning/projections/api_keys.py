@@ -12,7 +12,11 @@ from .store import Row, Tx
 def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
     """The key's row after ``envelope`` (pure)."""
     data = envelope.data
-    common = {"version": envelope.version, "position": envelope.position, "updated_at": when(envelope)}
+    common = {
+        "version": envelope.version,
+        "position": envelope.position,
+        "updated_at": when(envelope),
+    }
     if envelope.type == "api_key.issued":
         return {
             "id": str(envelope.aggregate_id),
@@ -31,7 +35,10 @@ def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
         return None
     changes: Row = {}
     if envelope.type == "api_key.rotated":
-        changes = {"rotated_at": when(envelope), "previous_valid_until": data["previous_valid_until"]}
+        changes = {
+            "rotated_at": when(envelope),
+            "previous_valid_until": data["previous_valid_until"],
+        }
     elif envelope.type == "api_key.previous_secret_retired":
         changes = {"previous_valid_until": None}
     elif envelope.type == "api_key.expired":

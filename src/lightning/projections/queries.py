@@ -40,7 +40,9 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
             raise ValueError(prefix)
         return int(key)
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise ValidationFailed("after is not a cursor from this list", details={"after": cursor}) from None
+        raise ValidationFailed(
+            "after is not a cursor from this list", details={"after": cursor}
+        ) from None
 
 
 def _check_first(first: int) -> None:
@@ -70,7 +72,8 @@ class ReadModels:
         name: str | None = None,
     ) -> Page[Row]:
         _check_first(first)
-        where, params = ["created_position > ?"], [decode_cursor("agent", after) or 0]
+        where = ["created_position > ?"]
+        params: list[object] = [decode_cursor("agent", after) or 0]
         for column, value in (("status", status), ("provider", provider), ("name", name)):
             if value is not None:
                 where.append(f"{column} = ?")

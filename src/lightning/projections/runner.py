@@ -141,4 +141,3 @@ class Projections:
         handler = self.handler(name)
         self.read_store.reset(name, handler.projection.tables)
         return TrackedConsumer(handler, self.event_store).catch_up()
-

@@ -8,7 +8,6 @@ of the recorded one, so a duplicate or out-of-order batch rolls back instead of 
 
 from __future__ import annotations
 
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,7 +45,7 @@ class Tx:
 
 
 def _as_dict(row: Any) -> Row:
-    return dict(row) if isinstance(row, sqlite3.Row) else dict(row)
+    return dict(row)  # sqlite3.Row and psycopg's dict rows both map column -> value
 
 
 class Applier(Protocol):
@@ -128,7 +127,7 @@ class SQLiteReadStore(SQLiteTrackingRecorder, ReadStore):
             yield Tx(cursor, postgres=False)
 
     def record(self, tx: Tx, name: str, position: int) -> None:
-        self._insert_tracking(tx._cursor, Tracking(name, position))  # noqa: SLF001
+        self._insert_tracking(tx._cursor, Tracking(name, position))
 
     def position(self, name: str) -> int:
         return self.max_tracking_id(name) or 0
@@ -150,7 +149,7 @@ class PostgresReadStore(PostgresTrackingRecorder, ReadStore):
             yield Tx(cursor, postgres=True)
 
     def record(self, tx: Tx, name: str, position: int) -> None:
-        self._insert_tracking(tx._cursor, Tracking(name, position))  # noqa: SLF001
+        self._insert_tracking(tx._cursor, Tracking(name, position))
 
     def position(self, name: str) -> int:
         return self.max_tracking_id(name) or 0

@@ -26,7 +26,9 @@ class EventStore:
     def append(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         """Store one command's events atomically; return them with their positions."""
         positions = self._writer.append([e.to_stored_event() for e in envelopes])
-        return [e.model_copy(update={"position": p}) for e, p in zip(envelopes, positions, strict=True)]
+        return [
+            e.model_copy(update={"position": p}) for e, p in zip(envelopes, positions, strict=True)
+        ]
 
     def load(self, aggregate_id: UUID, *, to_version: int | None = None) -> list[Envelope]:
         return [
@@ -35,7 +37,12 @@ class EventStore:
         ]
 
     def read(
-        self, after: int = 0, limit: int = 1000, *, upto: int | None = None, types: Sequence[str] = ()
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        *,
+        upto: int | None = None,
+        types: Sequence[str] = (),
     ) -> list[Envelope]:
         """Events with ``after < position <= upto`` in position order, at most ``limit``."""
         return [
@@ -43,7 +50,9 @@ class EventStore:
             for n in self.backend.read_log(after, limit, upto=upto, types=types)
         ]
 
-    def iterate(self, after: int = 0, *, page: int = 1000, upto: int | None = None) -> Iterator[Envelope]:
+    def iterate(
+        self, after: int = 0, *, page: int = 1000, upto: int | None = None
+    ) -> Iterator[Envelope]:
         while True:
             batch = self.read(after, page, upto=upto)
             yield from batch

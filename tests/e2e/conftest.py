@@ -1,0 +1,129 @@
+"""End-to-end fixtures: the real ``lightning serve`` process on a free port, driven over HTTP and
+websockets, and the real ``lightning`` CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ADMIN = "e2e-admin-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    workdir: Path
+    process: subprocess.Popen[bytes]
+
+    def gql(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = ADMIN
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=headers,
+            timeout=30,
+        )
+
+    def data(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = ADMIN
+    ) -> Any:
+        response = self.gql(query, variables, token)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    def error(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = ADMIN
+    ) -> dict[str, Any]:
+        response = self.gql(query, variables, token)
+        body = response.json()
+        assert body.get("errors"), body
+        error: dict[str, Any] = body["errors"][0]
+        return error
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.env, self.workdir, *args, check=check)
+
+
+def run_cli(
+    env: dict[str, str], cwd: Path, *args: str, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
+def start_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
+    port = free_port()
+    env = env | {"LIGHTNING_PORT": str(port), "LIGHTNING_HOST": "127.0.0.1"}
+    log = (workdir / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning.cli", "serve"],
+        env=env,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError((workdir / "serve.log").read_text())
+        time.sleep(0.1)
+    try:
+        yield Server(url, env, workdir, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def base_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_")}
+    return env | {"LIGHTNING_DATABASE_URL": database_url, "LIGHTNING_ADMIN_SECRET": ADMIN}
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    yield from start_server(tmp_path, base_env(database_url))
+
+
+@pytest.fixture
+def sqlite_server(tmp_path: Path) -> Iterator[Server]:
+    yield from start_server(tmp_path, base_env(f"sqlite:///{tmp_path}/lightning.db"))
