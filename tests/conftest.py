@@ -14,6 +14,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from lightning.store.backends import open_backend
+from lightning.store.migrations import Migrator
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "LIGHTNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -41,6 +44,14 @@ def postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
+def migrate(url: str) -> None:
+    backend = open_backend(url)
+    try:
+        Migrator(backend).migrate()
+    finally:
+        backend.close()
+
+
 def _url_for(database: str) -> str:
     base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
     return f"{base}/{database}"
@@ -53,7 +64,9 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _url_for(name)
+        url = _url_for(name)
+        migrate(url)
+        yield url
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -14,9 +14,21 @@ from .config import Settings
 from .domain.catalogue import Catalogue
 from .projections import Progress, Projections, ReadModels, open_read_store
 from .services import AgentService, ApiKeyService
-from .store import EventStore, open_backend
+from .store import Backend, EventStore, PostgresBackend, open_backend
+from .store.migrations import Migrator
 
 log = logging.getLogger(__name__)
+
+
+def prepare_schema(backend: Backend) -> None:
+    """The embedded default migrates itself; PostgreSQL must have been migrated by an operator
+    (``lightning db migrate``) so that no server or worker changes a shared schema on its own."""
+    migrator = Migrator(backend)
+    if isinstance(backend, PostgresBackend):
+        migrator.require_current()
+        backend.schema_ready()
+    else:
+        migrator.migrate()
 
 
 @dataclass
@@ -34,6 +46,11 @@ class Lightning:
     def open(cls, settings: Settings | None = None) -> Self:
         settings = settings or Settings()
         backend = open_backend(settings.database_url, pool_size=settings.postgres_pool_size)
+        try:
+            prepare_schema(backend)
+        except BaseException:
+            backend.close()
+            raise
         bus_holder: list[InProcessBus] = []
 
         def on_commit(position: int) -> None:

@@ -18,7 +18,9 @@ from rich.table import Table
 from .bootstrap import Lightning
 from .config import Settings
 from .domain.errors import LightningError, NotFound, ValidationFailed
+from .store.backends import Backend, open_backend
 from .store.envelope import Envelope, format_time
+from .store.migrations import Migrator
 
 app = typer.Typer(
     help="Lightning: the event-sourced control plane of an AI-agent platform.",
@@ -28,9 +30,11 @@ app = typer.Typer(
 events_app = typer.Typer(help="Read the event log.", no_args_is_help=True)
 projections_app = typer.Typer(help="Inspect and rebuild read models.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema (event_store/).", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
@@ -269,6 +273,51 @@ def projections_rebuild(name: str) -> None:
             )
         position = lt.projections.rebuild(name)
         err.print(f"rebuilt {name} up to position {position}")
+
+
+# ---- db -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def backend() -> Iterator[Backend]:
+    try:
+        opened = open_backend(Settings().database_url)
+    except LightningError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_CODES.get(exc.code, 1)) from None
+    except Exception as exc:
+        err.print(
+            f"[red]error[/red] (UNAVAILABLE): cannot open the database: {exc}", highlight=False
+        )
+        raise typer.Exit(6) from None
+    try:
+        yield opened
+    except LightningError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_CODES.get(exc.code, 1)) from None
+    finally:
+        opened.close()
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the pending SQL of event_store/ (idempotent; safe to run concurrently)."""
+    with backend() as db:
+        applied = Migrator(db).migrate()
+        for migration in applied:
+            err.print(f"applied {migration.path.name}")
+        err.print("schema is up to date" if not applied else f"{len(applied)} migration(s) applied")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List the migrations and whether each has been applied."""
+    with backend() as db:
+        migrator = Migrator(db)
+        pending = {m.version for m in migrator.pending()}
+        for migration in migrator.migrations:
+            state = "pending" if migration.version in pending else "applied"
+            out.print(f"{migration.path.name:40} {state}")
 
 
 # ---- keys ---------------------------------------------------------------------------------------

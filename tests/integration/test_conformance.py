@@ -34,8 +34,9 @@ from eventsourcing.tests.persistence import (
 
 from lightning.domain.errors import ConcurrencyConflict
 from lightning.projections.store import open_read_store
-from lightning.store.backends import Backend, open_backend
+from lightning.store.backends import Backend, PostgresBackend, open_backend
 from lightning.store.group_commit import GroupCommitWriter
+from lightning.store.migrations import Migrator
 
 from ..conftest import IN_CI, POSTGRES_ADMIN_URL
 
@@ -66,6 +67,9 @@ class _Databases:
         else:
             backend = open_backend(self._postgres_database())
         self.backends.append(backend)
+        Migrator(backend).migrate()
+        if isinstance(backend, PostgresBackend):
+            backend.schema_ready()
         return backend
 
     def _postgres_database(self) -> str:

@@ -56,17 +56,6 @@ class AgentsProjection(Projection):
     types: ClassVar[frozenset[str] | None] = frozenset(
         {"agent.registered", "agent.reconfigured", "agent.retired"}
     )
-    ddl = (
-        "CREATE TABLE IF NOT EXISTS agents ("
-        " id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,"
-        " provider TEXT NOT NULL, model TEXT NOT NULL, temperature DOUBLE PRECISION NOT NULL,"
-        " max_tokens BIGINT NOT NULL, system_prompt TEXT NOT NULL, tools TEXT NOT NULL,"
-        " status TEXT NOT NULL, config_version BIGINT NOT NULL, version BIGINT NOT NULL,"
-        " created_position BIGINT NOT NULL, position BIGINT NOT NULL,"
-        " registered_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS agents_by_created ON agents (created_position)",
-        "CREATE INDEX IF NOT EXISTS agents_by_name ON agents (name)",
-    )
 
     def apply(self, tx: Tx, envelope: Envelope) -> None:
         old = tx.one("SELECT * FROM agents WHERE id=?", (str(envelope.aggregate_id),))

@@ -60,14 +60,6 @@ class ApiKeysProjection(Projection):
             "api_key.revoked",
         }
     )
-    ddl = (
-        "CREATE TABLE IF NOT EXISTS api_keys ("
-        " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, status TEXT NOT NULL,"
-        " expires_at TEXT, rotation_policy TEXT, previous_valid_until TEXT,"
-        " issued_at TEXT NOT NULL, rotated_at TEXT, created_position BIGINT NOT NULL,"
-        " version BIGINT NOT NULL, position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS api_keys_by_created ON api_keys (created_position)",
-    )
 
     def apply(self, tx: Tx, envelope: Envelope) -> None:
         old = tx.one("SELECT * FROM api_keys WHERE id=?", (str(envelope.aggregate_id),))

@@ -26,16 +26,6 @@ def audit_row(envelope: Envelope) -> Row:
 class AuditLogProjection(Projection):
     name = "audit_log"
     tables = ("audit_log",)
-    ddl = (
-        "CREATE TABLE IF NOT EXISTS audit_log ("
-        " position BIGINT PRIMARY KEY, event_id TEXT NOT NULL, type TEXT NOT NULL,"
-        " aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL,"
-        " actor TEXT NOT NULL, occurred_at TEXT NOT NULL, correlation_id TEXT NOT NULL,"
-        " causation_id TEXT, data TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log (actor, position)",
-        "CREATE INDEX IF NOT EXISTS audit_log_by_aggregate ON audit_log (aggregate_id, position)",
-        "CREATE INDEX IF NOT EXISTS audit_log_by_type ON audit_log (type, position)",
-    )
 
     def apply(self, tx: Tx, envelope: Envelope) -> None:
         upsert(tx, "audit_log", "position", audit_row(envelope))

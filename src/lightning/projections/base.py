@@ -19,8 +19,7 @@ from .store import Row, Tx
 
 class Projection(ABC):
     name: ClassVar[str]
-    tables: ClassVar[tuple[str, ...]]
-    ddl: ClassVar[tuple[str, ...]]
+    tables: ClassVar[tuple[str, ...]]  # created by event_store/ migrations
     # Wire types this projection reads; None means every event.
     types: ClassVar[frozenset[str] | None] = None
 

@@ -83,7 +83,6 @@ class Projections:
         self.read_store = read_store
         self.projections = list(projections or all_projections())
         self.progress = progress
-        self.read_store.create([s for p in self.projections for s in p.ddl])
 
     def names(self) -> list[str]:
         return [p.name for p in self.projections]

@@ -4,6 +4,7 @@
 are held to its ``TrackingRecorderTestCase`` in the tests). ``apply`` writes a projection's rows and
 its tracking position in one transaction; the tracking insert refuses a position that is not ahead
 of the recorded one, so a duplicate or out-of-order batch rolls back instead of applying twice.
+The tables come from ``event_store/`` (``lightning db migrate``).
 """
 
 from __future__ import annotations
@@ -11,75 +12,37 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from ..store.backends import Backend, PostgresBackend, SQLiteBackend
+from ..store.backends import Backend, PostgresBackend, Row, SQLiteBackend, Tx
 
-Row = dict[str, Any]
-
-
-class Tx:
-    """A cursor with one SQL dialect: ``?`` placeholders, rows as dicts."""
-
-    def __init__(self, cursor: Any, *, postgres: bool) -> None:
-        self._cursor = cursor
-        self._postgres = postgres
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
-        if self._postgres:
-            sql = sql.replace("?", "%s")
-        self._cursor.execute(sql, tuple(params))
-
-    def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
-        self.execute(sql, params)
-        row = self._cursor.fetchone()
-        return None if row is None else _as_dict(row)
-
-    def all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        self.execute(sql, params)
-        return [_as_dict(row) for row in self._cursor.fetchall()]
-
-
-def _as_dict(row: Any) -> Row:
-    return dict(row)  # sqlite3.Row and psycopg's dict rows both map column -> value
-
-
-class Applier(Protocol):
-    name: str
-
-    def apply(self, tx: Tx, envelope: Any) -> None: ...
-
-
-STATUS_DDL = (
-    "CREATE TABLE IF NOT EXISTS projection_status ("
-    " name TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, updated_at TEXT NOT NULL)"
-)
+__all__ = ["ReadStore", "Row", "Tx", "open_read_store"]
 
 
 class ReadStore(ABC):
     """Operations every read-model database offers."""
 
-    postgres: bool
+    backend: Backend
+    tracking_table: str
 
-    @abstractmethod
     @contextmanager
-    def transaction(self, *, commit: bool) -> Iterator[Tx]: ...
+    def transaction(self, *, commit: bool) -> Iterator[Tx]:
+        with self.backend.transaction(commit=commit) as tx:
+            yield tx
 
     @abstractmethod
     def record(self, tx: Tx, name: str, position: int) -> None:
         """Record the tracking position inside ``tx`` (IntegrityError if not ahead)."""
 
-    @abstractmethod
-    def position(self, name: str) -> int: ...
-
-    def create(self, ddl: Sequence[str]) -> None:
-        with self.transaction(commit=True) as tx:
-            for statement in (STATUS_DDL, *ddl):
-                tx.execute(statement)
+    def position(self, name: str) -> int:
+        rows = self.read(
+            f"SELECT notification_id FROM {self.tracking_table} WHERE application_name = ?",  # noqa: S608
+            (name,),
+        )
+        return int(rows[0]["notification_id"]) if rows else 0
 
     def apply(self, name: str, position: int, write: Callable[[Tx], None]) -> None:
         """Run ``write`` and record ``position`` for ``name`` in one transaction."""
@@ -96,10 +59,10 @@ class ReadStore(ABC):
         with self.transaction(commit=True) as tx:
             for table in tables:
                 tx.execute(f"DELETE FROM {table}")  # noqa: S608 (names from code, not input)
-            self.forget(tx, name)
-
-    @abstractmethod
-    def forget(self, tx: Tx, name: str) -> None: ...
+            tx.execute(
+                f"DELETE FROM {self.tracking_table} WHERE application_name = ?",  # noqa: S608
+                (name,),
+            )
 
     def set_status(self, name: str, status: str, error: str | None, at: str) -> None:
         with self.transaction(commit=True) as tx:
@@ -115,47 +78,25 @@ class ReadStore(ABC):
 
 
 class SQLiteReadStore(SQLiteTrackingRecorder, ReadStore):
-    postgres = False
+    tracking_table = "tracking"
 
     def __init__(self, backend: SQLiteBackend) -> None:
         super().__init__(backend.datastore)
-        self.create_table()
-
-    @contextmanager
-    def transaction(self, *, commit: bool) -> Iterator[Tx]:
-        with self.datastore.transaction(commit=commit) as cursor:
-            yield Tx(cursor, postgres=False)
+        self.backend = backend
 
     def record(self, tx: Tx, name: str, position: int) -> None:
-        self._insert_tracking(tx._cursor, Tracking(name, position))
-
-    def position(self, name: str) -> int:
-        return self.max_tracking_id(name) or 0
-
-    def forget(self, tx: Tx, name: str) -> None:
-        tx.execute("DELETE FROM tracking WHERE application_name=?", (name,))
+        self._insert_tracking(tx.cursor, Tracking(name, position))
 
 
 class PostgresReadStore(PostgresTrackingRecorder, ReadStore):
-    postgres = True
+    tracking_table = "projection_tracking"
 
     def __init__(self, backend: PostgresBackend) -> None:
-        super().__init__(backend.datastore, tracking_table_name="projection_tracking")
-        self.create_table()
-
-    @contextmanager
-    def transaction(self, *, commit: bool) -> Iterator[Tx]:
-        with self.datastore.transaction(commit=commit) as cursor:
-            yield Tx(cursor, postgres=True)
+        super().__init__(backend.datastore, tracking_table_name=self.tracking_table)
+        self.backend = backend
 
     def record(self, tx: Tx, name: str, position: int) -> None:
-        self._insert_tracking(tx._cursor, Tracking(name, position))
-
-    def position(self, name: str) -> int:
-        return self.max_tracking_id(name) or 0
-
-    def forget(self, tx: Tx, name: str) -> None:
-        tx.execute(f"DELETE FROM {self.tracking_table_name} WHERE application_name=?", (name,))  # noqa: S608
+        self._insert_tracking(tx.cursor, Tracking(name, position))
 
 
 def open_read_store(backend: Backend) -> ReadStore:

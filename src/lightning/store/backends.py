@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
@@ -16,6 +18,34 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 EVENTS_TABLE = "stored_events"
+
+Row = dict[str, Any]
+
+
+class Tx:
+    """A cursor with one SQL dialect for both backends: ``?`` placeholders, rows as dicts."""
+
+    def __init__(self, cursor: Any, *, postgres: bool) -> None:
+        self.cursor = cursor
+        self._postgres = postgres
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        if not params:
+            self.cursor.execute(sql)
+            return
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self.cursor.execute(sql, tuple(params))
+
+    def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        self.execute(sql, params)
+        row = self.cursor.fetchone()
+        return None if row is None else dict(row)
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        self.execute(sql, params)
+        # sqlite3.Row and psycopg's dict rows both map column -> value
+        return [dict(row) for row in self.cursor.fetchall()]
 
 
 class Backend(ABC):
@@ -41,6 +71,11 @@ class Backend(ABC):
         )
 
     @abstractmethod
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
+        """One database transaction (rolled back on error, or when ``commit`` is False)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -53,7 +88,6 @@ class SQLiteBackend(Backend):
         # then covers both, instead of two pools contending for SQLite's single write lock.
         self.datastore = SQLiteDatastore(path, lock_timeout=30, pool_size=8)
         self.recorder = SQLiteApplicationRecorder(self.datastore, EVENTS_TABLE)
-        self.recorder.create_table()
 
     def read_stream(
         self, aggregate_id: UUID, *, to_version: int | None = None
@@ -75,6 +109,11 @@ class SQLiteBackend(Backend):
                 )
                 for row in c.fetchall()
             ]
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield Tx(cursor, postgres=False)
 
     def close(self) -> None:
         self.datastore.close()
@@ -118,7 +157,7 @@ class PostgresLocation:
 class PostgresBackend(Backend):
     kind = "postgres"
 
-    def __init__(self, url: str, *, pool_size: int = 10, create_tables: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.location = loc = PostgresLocation.parse(url)
         self.datastore = PostgresDatastore(
             dbname=loc.dbname,
@@ -133,9 +172,12 @@ class PostgresBackend(Backend):
             lock_timeout=10,
             idle_in_transaction_session_timeout=30,
         )
+        # Tables come from event_store/ (lightning db migrate), not from the recorder.
         self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
-        if create_tables:
-            self.recorder.create_table()
+
+    def schema_ready(self) -> None:
+        """Load the composite type the recorder inserts with (it exists once migrated)."""
+        self.datastore.register_type_adapters()
 
     def read_stream(
         self, aggregate_id: UUID, *, to_version: int | None = None
@@ -161,6 +203,11 @@ class PostgresBackend(Backend):
                 )
                 for row in c.fetchall()
             ]
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield Tx(cursor, postgres=True)
 
     def close(self) -> None:
         self.datastore.close()
