@@ -124,5 +124,6 @@ class Migrator:
         if pending:
             names = ", ".join(m.path.name for m in pending)
             raise Unavailable(
-                f"the database schema is not up to date ({names} pending): run `lightning db migrate`"
+                f"the database schema is not up to date ({names} pending):"
+                " run `lightning db migrate`"
             )
