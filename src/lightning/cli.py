@@ -134,6 +134,41 @@ def _mode(settings: Settings) -> str:
     return f"{store}, {bus}"
 
 
+@app.command()
+def worker(
+    kinds: Annotated[
+        list[str] | None, typer.Argument(help="relay, projections or all (default: all)")
+    ] = None,
+) -> None:
+    """Run the distributed workers: the outbox relay and/or the projection builders.
+
+    Needs LIGHTNING_AMQP_URL (RabbitMQ). Run as many `worker projections` as you like: each queue
+    has one active consumer and the others stand by; a second relay stands by too."""
+    import asyncio
+    import logging
+
+    from .workers import WorkerKind, run_workers
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        chosen = [WorkerKind(k) for k in (kinds or ["all"])]
+    except ValueError:
+        err.print("[red]error[/red] (BAD_USER_INPUT): workers are relay, projections or all")
+        raise typer.Exit(2) from None
+    settings = Settings()
+    if not settings.is_distributed:
+        err.print(
+            "[red]error[/red] (BAD_USER_INPUT): workers need LIGHTNING_AMQP_URL; on the embedded "
+            "default `lightning serve` runs them in-process"
+        )
+        raise typer.Exit(2)
+    with lightning() as lt:
+        err.print(f"Lightning worker {' '.join(k.value for k in chosen)} ({_mode(settings)})")
+        asyncio.run(run_workers(lt, chosen))
+
+
 # ---- events -------------------------------------------------------------------------------------
 
 

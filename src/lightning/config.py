@@ -28,8 +28,13 @@ class Settings(BaseSettings):
     )
     max_batch_events: int = Field(default=1000, description="group-commit batch ceiling")
     postgres_pool_size: int = 10
-    exchange: str = "lightning.events"
-    queue_prefix: str = "lightning"
+    exchange: str = Field(default="lightning.events", description="topic exchange for events")
+    queue_prefix: str = Field(default="lightning", description="prefix of consumer queue names")
+    prefetch: int = Field(default=1000, description="unacknowledged messages per consumer")
+    delivery_limit: int = Field(
+        default=5, description="deliveries of one message before it is dead-lettered"
+    )
+    relay_batch: int = Field(default=500, description="events the relay publishes per confirm")
 
     @property
     def is_postgres(self) -> bool:

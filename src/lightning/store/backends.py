@@ -156,6 +156,7 @@ class PostgresLocation:
 
 class PostgresBackend(Backend):
     kind = "postgres"
+    recorder: PostgresApplicationRecorder
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.location = loc = PostgresLocation.parse(url)

@@ -1,0 +1,172 @@
+"""Runs a TrackedConsumer on a RabbitMQ queue.
+
+At start it catches up from the store (so nothing published while it was down, or before its
+queue existed, is missed), then consumes: messages are taken in batches (as many as are waiting,
+up to the prefetch), applied in one transaction through the TrackedConsumer (which drops
+duplicates and fills gaps from the store) and acknowledged after the commit. A message that is
+not an event envelope is rejected to the dead-letter queue at once; a batch that fails is
+negatively acknowledged and redelivered until the queue's delivery limit dead-letters it, and
+meanwhile the consumer reports itself ``stalled``. Database outages are retried with backoff
+without spending deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import aio_pika
+import anyio.to_thread
+from aio_pika.abc import AbstractIncomingMessage
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from ..config import Settings
+from .consumer import Delivery, TrackedConsumer
+from .rabbitmq import MalformedMessage, Topology, to_delivery
+
+log = logging.getLogger(__name__)
+
+StatusCallback = Callable[[str, str, str | None], None]
+
+
+class QueueConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: TrackedConsumer,
+        *,
+        kind: str,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        if settings.amqp_url is None:
+            raise ValueError("a queue consumer needs LIGHTNING_AMQP_URL")
+        self.amqp_url: str = settings.amqp_url
+        self.consumer = consumer
+        self.kind = kind
+        self.topology = Topology.from_settings(settings)
+        self.prefetch = settings.prefetch
+        self.on_status = on_status
+        self.status: tuple[str, str | None] = ("starting", None)
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    @property
+    def name(self) -> str:
+        return self.consumer.name
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not await self._catch_up(stop):
+            return
+        connection = await aio_pika.connect_robust(
+            self.amqp_url,
+            client_properties={"connection_name": f"lightning-{self.kind}-{self.name}"},
+        )
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            queue = await self.topology.declare_queue(channel, self.kind, self.name)
+            tag = await queue.consume(self._inbox.put)
+            await self._set_status("running", None)
+            try:
+                await self._process(stop)
+            finally:
+                with contextlib.suppress(Exception):
+                    await queue.cancel(tag)
+
+    async def _catch_up(self, stop: asyncio.Event) -> bool:
+        """Apply what the store holds beyond our position; retry (stalled) until it works."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._call_db(self.consumer.catch_up)
+                return True
+            except Exception as exc:
+                log.exception("%s: catching up from the store failed", self.name)
+                await self._set_status("stalled", f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
+
+    async def _process(self, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            first = await self._next(stop)
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.prefetch and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            if await self._handle(batch):
+                backoff = 0.1
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _next(self, stop: asyncio.Event) -> AbstractIncomingMessage | None:
+        getter = asyncio.ensure_future(self._inbox.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    async def _handle(self, batch: list[AbstractIncomingMessage]) -> bool:
+        deliveries: list[Delivery] = []
+        good: list[AbstractIncomingMessage] = []
+        for message in batch:
+            try:
+                deliveries.append(to_delivery(message))
+                good.append(message)
+            except MalformedMessage as exc:
+                log.error("%s: dead-lettering message %s: %s", self.name, message.message_id, exc)
+                await message.reject(requeue=False)
+        if not good:
+            return True
+        try:
+            await self._call_db(self.consumer.deliver, deliveries)
+        except Exception as exc:
+            log.exception("%s: applying %d event(s) failed", self.name, len(good))
+            await self._set_status("stalled", f"{type(exc).__name__}: {exc}")
+            for message in good:
+                await message.nack(requeue=True)
+            return False
+        for message in good:
+            await message.ack()
+        if self.status[0] != "running":
+            await self._set_status("running", None)
+        return True
+
+    async def _call_db(self, fn: Callable[..., int], *args: object) -> int:
+        """Run a store call in a thread, riding out database outages with backoff."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OperationalError, InterfaceError, IntegrityError)),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            stop=stop_after_delay(120),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return await anyio.to_thread.run_sync(fn, *args)
+                except IntegrityError:
+                    self.consumer.reset()  # someone else moved the position: re-read it
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _set_status(self, status: str, error: str | None) -> None:
+        self.status = (status, error)
+        if self.on_status is not None:
+            try:
+                await anyio.to_thread.run_sync(self.on_status, self.name, status, error)
+            except Exception:
+                log.exception("could not record the status of %s", self.name)

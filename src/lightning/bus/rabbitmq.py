@@ -1,0 +1,116 @@
+"""RabbitMQ topology and the wire format of an event message.
+
+* Topic exchange ``lightning.events`` (durable); routing key = event type.
+* One durable **quorum** queue per consumer, ``<prefix>.<kind>.<name>``, with single active
+  consumer (so one process applies a queue, in order, and another takes over if it dies), an
+  explicit ``x-delivery-limit`` (RabbitMQ 3.10 has none by default; 4.x defaults to 20) and a
+  dead-letter exchange, so a message that keeps failing ends in ``<queue>.dead`` instead of
+  looping for ever or being dropped.
+* Message: body = the envelope JSON; persistent; ``message_id`` = event id; headers carry the
+  ``position``, the ``previous_position`` the relay published before it (consumers detect a gap
+  with it) and the W3C trace context.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+from opentelemetry import propagate
+from pydantic import ValidationError
+
+from ..config import Settings
+from ..store.envelope import Envelope
+from .consumer import Delivery
+
+DEAD_LETTER_EXCHANGE_SUFFIX = ".dead-letter"
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchange: str
+    queue_prefix: str
+    delivery_limit: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(settings.exchange, settings.queue_prefix, settings.delivery_limit)
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return self.exchange + DEAD_LETTER_EXCHANGE_SUFFIX
+
+    def queue_name(self, kind: str, name: str) -> str:
+        return f"{self.queue_prefix}.{kind}.{name}"
+
+    async def declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    async def declare_queue(
+        self, channel: AbstractChannel, kind: str, name: str, binding: str = "#"
+    ) -> AbstractQueue:
+        exchange = await self.declare_exchange(channel)
+        dead_exchange = await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        queue_name = self.queue_name(kind, name)
+        dead = await channel.declare_queue(
+            f"{queue_name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead.bind(dead_exchange, routing_key=queue_name)
+        queue = await channel.declare_queue(
+            queue_name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-single-active-consumer": True,
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-dead-letter-routing-key": queue_name,
+            },
+        )
+        await queue.bind(exchange, routing_key=binding)
+        return queue
+
+
+def to_message(envelope: Envelope, previous: int) -> aio_pika.Message:
+    headers: dict[str, Any] = {"position": envelope.position, "previous_position": previous}
+    propagate.inject(headers)
+    return aio_pika.Message(
+        envelope.to_json().encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(envelope.id),
+        correlation_id=str(envelope.correlation_id),
+        type=envelope.type,
+        timestamp=datetime.now(UTC),
+        headers=headers,
+        app_id="lightning-relay",
+    )
+
+
+class MalformedMessage(ValueError):
+    pass
+
+
+def to_delivery(message: AbstractIncomingMessage) -> Delivery:
+    """Decode a message; MalformedMessage if it is not an event envelope Lightning published."""
+    try:
+        envelope = Envelope.model_validate(json.loads(message.body))
+    except (ValueError, ValidationError) as exc:
+        raise MalformedMessage(f"not an event envelope: {exc}") from exc
+    previous = (message.headers or {}).get("previous_position")
+    if previous is not None and not isinstance(previous, int):
+        raise MalformedMessage(f"previous_position header is not a number: {previous!r}")
+    return Delivery(envelope, previous)

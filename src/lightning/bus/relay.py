@@ -1,0 +1,195 @@
+"""The outbox relay: follows the event store's log and publishes every envelope to RabbitMQ.
+
+It reads from the last position the broker *confirmed* (table ``relay_position``), publishes a
+batch with publisher confirms, and only then records the batch's last position — so a crash
+between the two republishes (consumers drop duplicates) and never skips. It wakes on the store's
+LISTEN/NOTIFY channel and polls as the fallback. On PostgreSQL an advisory lock keeps one relay
+active; a second one waits as a hot standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aio_pika
+import anyio.to_thread
+import psycopg
+from aio_pika.abc import AbstractExchange
+from opentelemetry.trace import SpanKind
+
+from ..config import Settings
+from ..store.backends import PostgresBackend
+from ..store.envelope import Envelope
+from ..store.event_store import EventStore
+from ..telemetry import configure_tracing, tracer
+from . import failpoints
+from .rabbitmq import Topology, to_message
+
+log = logging.getLogger(__name__)
+
+RELAY_NAME = "rabbitmq"
+_LEADER_LOCK = 0x4C49_5245  # advisory lock id for the active relay ("LIRE")
+
+
+class Relay:
+    def __init__(
+        self, settings: Settings, store: EventStore, *, poll_interval: float = 1.0
+    ) -> None:
+        if settings.amqp_url is None:
+            raise ValueError("the relay needs LIGHTNING_AMQP_URL")
+        self.settings = settings
+        self.amqp_url: str = settings.amqp_url
+        self.store = store
+        self.topology = Topology.from_settings(settings)
+        self.batch = settings.relay_batch
+        self.poll_interval = poll_interval
+        self.published = 0
+        self._wake = asyncio.Event()
+
+    # ---- position -------------------------------------------------------------------------------
+
+    def position(self) -> int:
+        with self.store.backend.transaction(commit=False) as tx:
+            row = tx.one("SELECT position FROM relay_position WHERE name = ?", (RELAY_NAME,))
+        return int(row["position"]) if row else 0
+
+    def record(self, position: int) -> None:
+        with self.store.backend.transaction() as tx:
+            tx.execute(
+                "INSERT INTO relay_position (name, position, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
+                " updated_at = excluded.updated_at"
+                " WHERE relay_position.position < excluded.position",
+                (RELAY_NAME, position, datetime.now(UTC).isoformat()),
+            )
+
+    # ---- running --------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        configure_tracing("lightning-relay")
+        async with self._leadership(stop), self._listening(stop):
+            backoff = 0.1
+            while not stop.is_set():
+                try:
+                    await self._relay(stop)
+                    return
+                except Exception as exc:
+                    log.warning(
+                        "relay interrupted (%s: %s); retrying in %.1fs",
+                        type(exc).__name__,
+                        exc,
+                        backoff,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 5.0)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        connection = await aio_pika.connect_robust(
+            self.amqp_url, client_properties={"connection_name": "lightning-relay"}
+        )
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await self.topology.declare_exchange(channel)
+            position = await anyio.to_thread.run_sync(self.position)
+            log.info("relay publishing from position %d to %s", position, self.topology.exchange)
+            while not stop.is_set():
+                batch = await anyio.to_thread.run_sync(self.store.read, position, self.batch)
+                if not batch:
+                    await self._idle(stop)
+                    continue
+                await self._publish(exchange, batch, position)
+                failpoints.hit("relay.after_confirm")
+                await anyio.to_thread.run_sync(self.record, batch[-1].position)
+                position = batch[-1].position
+                self.published += len(batch)
+
+    async def _publish(
+        self, exchange: AbstractExchange, batch: list[Envelope], previous: int
+    ) -> None:
+        with tracer.start_as_current_span(
+            f"send {self.topology.exchange}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": self.topology.exchange,
+                "messaging.batch.message_count": len(batch),
+            },
+        ):
+            confirms = []
+            for envelope in batch:
+                confirms.append(
+                    exchange.publish(
+                        to_message(envelope, previous), routing_key=envelope.type, timeout=30
+                    )
+                )
+                previous = envelope.position
+            # Every publish must be confirmed (ack) by the broker before the position moves.
+            await asyncio.gather(*confirms)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        _, pending = await asyncio.wait(
+            waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _listening(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """Wake on the store's NOTIFY (PostgreSQL); polling covers everything else."""
+        backend = self.store.backend
+        if not isinstance(backend, PostgresBackend):
+            yield
+            return
+        task = asyncio.create_task(self._listen(backend, stop))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, backend: PostgresBackend, stop: asyncio.Event) -> None:
+        channel = backend.recorder.channel_name  # eventsourcing NOTIFYs it on every insert
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    backend.location.conninfo(), autocommit=True
+                ) as conn:
+                    await conn.execute(f'LISTEN "{channel}"')
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s failed (%s); polling meanwhile", channel, exc)
+                await asyncio.sleep(1.0)
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """Hold a session advisory lock while relaying (PostgreSQL), so one relay is active."""
+        backend = self.store.backend
+        if not isinstance(backend, PostgresBackend):
+            yield
+            return
+        conn = await psycopg.AsyncConnection.connect(backend.location.conninfo(), autocommit=True)
+        try:
+            announced = False
+            while not stop.is_set():
+                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
+                row = await cursor.fetchone()
+                if row and row[0]:
+                    break
+                if not announced:
+                    log.info("another relay is active; standing by")
+                    announced = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+            yield
+        finally:
+            await conn.close()
