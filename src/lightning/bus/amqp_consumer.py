@@ -17,7 +17,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import aio_pika
 import anyio.to_thread
 from aio_pika.abc import AbstractIncomingMessage
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
@@ -30,7 +29,7 @@ from tenacity import (
 
 from ..config import Settings
 from .consumer import Delivery, TrackedConsumer
-from .rabbitmq import MalformedMessage, Topology, to_delivery
+from .rabbitmq import MalformedMessage, Topology, closed_event, connect, to_delivery
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +61,37 @@ class QueueConsumer:
         return self.consumer.name
 
     async def run(self, stop: asyncio.Event) -> None:
-        if not await self._catch_up(stop):
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.2
+            except Exception as exc:
+                log.warning(
+                    "%s: session ended (%s: %s); reconnecting", self.name, type(exc).__name__, exc
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """One connection's life: declare, catch up from the store, consume until it closes."""
+        connection = await connect(self.amqp_url, f"lightning-{self.kind}-{self.name}", stop)
+        if connection is None:
             return
-        connection = await aio_pika.connect_robust(
-            self.amqp_url,
-            client_properties={"connection_name": f"lightning-{self.kind}-{self.name}"},
-        )
+        closed = closed_event(connection)
         async with connection:
+            self._inbox = asyncio.Queue()  # deliveries of an old channel can't be acked here
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await self.topology.declare_queue(channel, self.kind, self.name)
-            tag = await queue.consume(self._inbox.put)
+            # The queue exists now, so anything published from here on waits in it; what came
+            # before (while we were down, or before the queue existed) is read from the store.
+            if not await self._catch_up(stop):
+                return
+            await queue.consume(self._inbox.put)
             await self._set_status("running", None)
-            try:
-                await self._process(stop)
-            finally:
-                with contextlib.suppress(Exception):
-                    await queue.cancel(tag)
+            await self._process(stop, closed)
 
     async def _catch_up(self, stop: asyncio.Event) -> bool:
         """Apply what the store holds beyond our position; retry (stalled) until it works."""
@@ -95,10 +108,10 @@ class QueueConsumer:
                 backoff = min(backoff * 2, 30.0)
         return False
 
-    async def _process(self, stop: asyncio.Event) -> None:
+    async def _process(self, stop: asyncio.Event, closed: asyncio.Event) -> None:
         backoff = 0.1
         while not stop.is_set():
-            first = await self._next(stop)
+            first = await self._next(stop, closed)
             if first is None:
                 return
             batch = [first]
@@ -111,14 +124,20 @@ class QueueConsumer:
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    async def _next(self, stop: asyncio.Event) -> AbstractIncomingMessage | None:
+    async def _next(
+        self, stop: asyncio.Event, closed: asyncio.Event
+    ) -> AbstractIncomingMessage | None:
         getter = asyncio.ensure_future(self._inbox.get())
         stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        closer = asyncio.ensure_future(closed.wait())
+        done, _ = await asyncio.wait({getter, stopper, closer}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        closer.cancel()
         if getter in done:
             return getter.result()
         getter.cancel()
+        if closed.is_set() and not stop.is_set():
+            raise ConnectionError("connection to the broker closed")
         return None
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> bool:

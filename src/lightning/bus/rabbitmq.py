@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,10 +24,12 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from aiormq.exceptions import AMQPError
 from opentelemetry import propagate
 from pydantic import ValidationError
 
@@ -33,6 +38,7 @@ from ..store.envelope import Envelope
 from .consumer import Delivery
 
 DEAD_LETTER_EXCHANGE_SUFFIX = ".dead-letter"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,35 @@ def to_message(envelope: Envelope, previous: int) -> aio_pika.Message:
         headers=headers,
         app_id="lightning-relay",
     )
+
+
+async def connect(url: str, name: str, stop: asyncio.Event) -> AbstractConnection | None:
+    """Connect, retrying with backoff while the broker is unreachable; None if stopped first.
+
+    Deliberately a plain connection rather than ``connect_robust``: callers run a *session*
+    (declare, catch up from the store, consume or publish) and start a new one when the
+    connection drops, which also re-checks the store for anything missed meanwhile. (Robust
+    channels failed to restore their consumers after a broker restart in our fault tests.)
+    """
+    backoff = 0.2
+    while not stop.is_set():
+        try:
+            return await aio_pika.connect(
+                url, timeout=10, client_properties={"connection_name": name}
+            )
+        except (TimeoutError, OSError, AMQPError) as exc:
+            log.warning("%s: broker unreachable (%s); retrying in %.1fs", name, exc, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)
+    return None
+
+
+def closed_event(connection: AbstractConnection) -> asyncio.Event:
+    """An event set when the connection closes for any reason."""
+    closed = asyncio.Event()
+    connection.close_callbacks.add(lambda *_: closed.set())
+    return closed
 
 
 class MalformedMessage(ValueError):

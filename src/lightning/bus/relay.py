@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import aio_pika
 import anyio.to_thread
 import psycopg
 from aio_pika.abc import AbstractExchange
@@ -27,7 +26,7 @@ from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 from ..telemetry import configure_tracing, tracer
 from . import failpoints
-from .rabbitmq import Topology, to_message
+from .rabbitmq import Topology, connect, to_message
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +88,9 @@ class Relay:
                     backoff = min(backoff * 2, 5.0)
 
     async def _relay(self, stop: asyncio.Event) -> None:
-        connection = await aio_pika.connect_robust(
-            self.amqp_url, client_properties={"connection_name": "lightning-relay"}
-        )
+        connection = await connect(self.amqp_url, "lightning-relay", stop)
+        if connection is None:
+            return
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await self.topology.declare_exchange(channel)
