@@ -3,11 +3,13 @@ websockets, and the real ``lightning`` CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +121,50 @@ def base_env(database_url: str) -> dict[str, str]:
     return env | {"LIGHTNING_DATABASE_URL": database_url, "LIGHTNING_ADMIN_SECRET": ADMIN}
 
 
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    yield from start_server(tmp_path, base_env(database_url))
+@pytest.fixture(params=["embedded", "distributed"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """The same journeys on the embedded default and on PostgreSQL + RabbitMQ + a worker."""
+    if request.param == "embedded":
+        yield from start_server(tmp_path, base_env(f"sqlite:///{tmp_path}/lightning.db"))
+        return
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    amqp_url: str = request.getfixturevalue("amqp_url")
+    run = uuid.uuid4().hex[:10]
+    env = base_env(postgres_url) | {
+        "LIGHTNING_AMQP_URL": amqp_url,
+        "LIGHTNING_EXCHANGE": f"lightning.events.e2e-{run}",
+        "LIGHTNING_QUEUE_PREFIX": f"lightning-e2e-{run}",
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "lightning.cli", "worker", "all"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield from start_server(tmp_path, env)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+        log.close()
+        asyncio.run(
+            delete_topology(amqp_url, env["LIGHTNING_EXCHANGE"], env["LIGHTNING_QUEUE_PREFIX"])
+        )
+
+
+async def delete_topology(amqp_url: str, exchange: str, prefix: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in ("agents", "api_keys", "audit_log"):
+            for queue in (f"{prefix}.projections.{name}", f"{prefix}.projections.{name}.dead"):
+                await channel.queue_delete(queue)
+        await channel.exchange_delete(exchange)
+        await channel.exchange_delete(exchange + ".dead-letter")
 
 
 @pytest.fixture

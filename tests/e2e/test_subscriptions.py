@@ -32,13 +32,13 @@ async def next_message(ws: Any) -> dict[str, Any]:
             return message
 
 
-async def test_subscription_streams_new_events_in_order(sqlite_server: Server) -> None:
-    ws = await connect(sqlite_server, {"Authorization": f"Bearer {ADMIN}"})
+async def test_subscription_streams_new_events_in_order(server: Server) -> None:
+    ws = await connect(server, {"Authorization": f"Bearer {ADMIN}"})
     assert (await next_message(ws))["type"] == "connection_ack"
     await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
     await asyncio.sleep(0.3)
-    registered = await asyncio.to_thread(sqlite_server.data, REGISTER, {"input": GROK})
-    await asyncio.to_thread(sqlite_server.data, REGISTER, {"input": GROK | {"name": "second"}})
+    registered = await asyncio.to_thread(server.data, REGISTER, {"input": GROK})
+    await asyncio.to_thread(server.data, REGISTER, {"input": GROK | {"name": "second"}})
     first = await next_message(ws)
     second = await next_message(ws)
     assert first["type"] == "next" and first["id"] == "1"
@@ -49,9 +49,9 @@ async def test_subscription_streams_new_events_in_order(sqlite_server: Server) -
     await ws.close()
 
 
-async def test_subscription_with_after_replays_then_goes_live(sqlite_server: Server) -> None:
-    await asyncio.to_thread(sqlite_server.data, REGISTER, {"input": GROK})
-    ws = await connect(sqlite_server, {"authorization": f"Bearer {ADMIN}"})
+async def test_subscription_with_after_replays_then_goes_live(server: Server) -> None:
+    await asyncio.to_thread(server.data, REGISTER, {"input": GROK})
+    ws = await connect(server, {"authorization": f"Bearer {ADMIN}"})
     assert (await next_message(ws))["type"] == "connection_ack"
     await ws.send(
         json.dumps(
@@ -64,7 +64,7 @@ async def test_subscription_with_after_replays_then_goes_live(sqlite_server: Ser
     )
     replayed = await next_message(ws)
     assert replayed["payload"]["data"]["events"]["type"] == "agent.registered"
-    await asyncio.to_thread(sqlite_server.data, REGISTER, {"input": GROK | {"name": "live"}})
+    await asyncio.to_thread(server.data, REGISTER, {"input": GROK | {"name": "live"}})
     live = await next_message(ws)
     assert live["payload"]["data"]["events"]["data"]["name"] == "live"
     await ws.close()

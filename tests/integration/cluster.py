@@ -41,13 +41,17 @@ class Cluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_")}
-        return base | {
-            "LIGHTNING_DATABASE_URL": self.database_url,
-            "LIGHTNING_AMQP_URL": self.amqp_url,
-            "LIGHTNING_EXCHANGE": self.exchange,
-            "LIGHTNING_QUEUE_PREFIX": self.queue_prefix,
-            "LIGHTNING_DELIVERY_LIMIT": "3",
-        } | extra
+        return (
+            base
+            | {
+                "LIGHTNING_DATABASE_URL": self.database_url,
+                "LIGHTNING_AMQP_URL": self.amqp_url,
+                "LIGHTNING_EXCHANGE": self.exchange,
+                "LIGHTNING_QUEUE_PREFIX": self.queue_prefix,
+                "LIGHTNING_DELIVERY_LIMIT": "3",
+            }
+            | extra
+        )
 
     def settings(self) -> Settings:
         return Settings(
@@ -114,12 +118,18 @@ class Cluster:
                     return bodies
                 bodies.append(message.body)
 
-    async def publish_raw(self, body: bytes, routing_key: str, headers: dict[str, Any] | None = None) -> None:
+    async def publish_raw(
+        self, body: bytes, routing_key: str, headers: dict[str, Any] | None = None
+    ) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-            await exchange.publish(aio_pika.Message(body, headers=headers or {}), routing_key=routing_key)
+            exchange = await channel.declare_exchange(
+                self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            await exchange.publish(
+                aio_pika.Message(body, headers=headers or {}), routing_key=routing_key
+            )
 
 
 def wait_caught_up(app: Lightning, cluster: Cluster | None = None, timeout: float = 60) -> int:
@@ -141,7 +151,9 @@ def assert_read_models_equal_fold_of_log(app: Lightning) -> None:
     log = list(app.store.iterate(0))
     positions = [e.position for e in log]
     assert positions == sorted(set(positions)), "positions must be unique and increasing"
-    audit = app.projections.read_store.read("SELECT position, event_id FROM audit_log ORDER BY position")
+    audit = app.projections.read_store.read(
+        "SELECT position, event_id FROM audit_log ORDER BY position"
+    )
     assert [r["position"] for r in audit] == positions
     assert [r["event_id"] for r in audit] == [str(e.id) for e in log]
     agents = {r["id"]: r for r in app.projections.read_store.read("SELECT * FROM agents")}

@@ -5,6 +5,7 @@ event log — no event lost, none applied twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -47,7 +48,9 @@ def app(cluster: Cluster) -> Iterator[Lightning]:
 class Writer:
     """Keeps commands arriving from several threads while a test breaks things."""
 
-    def __init__(self, app: Lightning, commands: int, threads: int = 8, pause: float = 0.05) -> None:
+    def __init__(
+        self, app: Lightning, commands: int, threads: int = 8, pause: float = 0.05
+    ) -> None:
         self.app = app
         self.commands = commands
         self.pause = pause
@@ -97,9 +100,13 @@ def test_same_results_as_embedded_mode(cluster: Cluster, app: Lightning) -> None
     assert all(s.status == "running" for s in app.projections.statuses())
 
 
-def test_consumer_killed_mid_stream_and_restarted(cluster: Cluster, app: Lightning) -> None:
-    cluster.start_worker("relay")
-    consumer = cluster.start_worker("projections")
+@pytest.mark.parametrize("killed", ["projections", "all"])
+def test_worker_killed_mid_stream_and_restarted(
+    cluster: Cluster, app: Lightning, killed: str
+) -> None:
+    if killed == "projections":
+        cluster.start_worker("relay")
+    consumer = cluster.start_worker(killed)
     writer = Writer(app, commands=300)
     wait_for(lambda: app.projections.read_store.position("audit_log") > 100)
     consumer.send_signal(signal.SIGKILL)
@@ -107,14 +114,16 @@ def test_consumer_killed_mid_stream_and_restarted(cluster: Cluster, app: Lightni
     killed_at = app.projections.read_store.position("audit_log")
     writer.wait_until(killed_at + 100)
     assert not writer.done(), "the kill must happen mid-stream"
-    cluster.start_worker("projections")
+    cluster.start_worker(killed)
     writer.finish()
     wait_caught_up(app, cluster)
     assert_read_models_equal_fold_of_log(app)
     assert len(app.projections.read_store.read("SELECT id FROM agents")) == 300
 
 
-def test_relay_killed_between_publish_and_recording_its_position(cluster: Cluster, app: Lightning) -> None:
+def test_relay_killed_between_publish_and_recording_its_position(
+    cluster: Cluster, app: Lightning
+) -> None:
     cluster.start_worker("projections")
     for i in range(20):
         app.agents.register(CTX, name=f"early-{i}", **GROK)
@@ -146,11 +155,15 @@ def test_rabbitmq_restarted_mid_stream(cluster: Cluster, app: Lightning) -> None
     assert_read_models_equal_fold_of_log(app)
 
 
-def test_malformed_message_is_dead_lettered_and_position_kept(cluster: Cluster, app: Lightning) -> None:
+def test_malformed_message_is_dead_lettered_and_position_kept(
+    cluster: Cluster, app: Lightning
+) -> None:
     cluster.start_worker("all")
     app.agents.register(CTX, name="before", **GROK)
     head = wait_caught_up(app, cluster)
-    asyncio.run(cluster.publish_raw(b"{not json", "agent.registered", {"previous_position": 10_000}))
+    asyncio.run(
+        cluster.publish_raw(b"{not json", "agent.registered", {"previous_position": 10_000})
+    )
     asyncio.run(cluster.publish_raw(b'{"type": "agent.registered"}', "agent.registered"))
     time.sleep(1)
     assert app.projections.read_store.position("agents") == head
@@ -162,7 +175,9 @@ def test_malformed_message_is_dead_lettered_and_position_kept(cluster: Cluster, 
     assert all(s.status == "running" for s in app.projections.statuses())
 
 
-def test_poison_event_stalls_the_consumer_instead_of_skipping(cluster: Cluster, app: Lightning) -> None:
+def test_poison_event_stalls_the_consumer_instead_of_skipping(
+    cluster: Cluster, app: Lightning
+) -> None:
     from lightning.store.envelope import Envelope
 
     cluster.start_worker("all")
@@ -203,13 +218,12 @@ def _writer_process(database_url: str, shared: str, index: int, count: int) -> l
         for i in range(count):
             app.agents.register(CTX, name=f"p{index}-{i}", **GROK)
             versions.append(
-                app.agents.reconfigure(CTX, UUID(shared), temperature=round(0.01 * (index * count + i + 1), 2))
-                .agent.config_version
+                app.agents.reconfigure(
+                    CTX, UUID(shared), temperature=round(0.01 * (index * count + i + 1), 2)
+                ).agent.config_version
             )
-        try:
+        with contextlib.suppress(Conflict):
             app.agents.register(CTX, name="contested", **GROK)
-        except Conflict:
-            pass
     finally:
         app.close()
     return versions
@@ -219,7 +233,9 @@ def test_concurrent_writer_processes(database_url: str) -> None:
     import multiprocessing
 
     processes, count = 8, 10
-    app = Lightning.open(__import__("lightning.config").config.Settings(database_url=database_url, amqp_url=None))
+    app = Lightning.open(
+        __import__("lightning.config").config.Settings(database_url=database_url, amqp_url=None)
+    )
     try:
         shared = app.agents.register(CTX, name="shared", **GROK).agent.id
         context = multiprocessing.get_context("spawn")
@@ -231,7 +247,11 @@ def test_concurrent_writer_processes(database_url: str) -> None:
         assert versions == list(range(2, 2 + processes * count))  # every reconfigure applied once
         stream = app.store.load(shared)
         assert [e.version for e in stream] == list(range(1, 2 + processes * count))
-        contested = [e for e in app.store.iterate(0) if e.type == "agent.registered" and e.data["name"] == "contested"]
+        contested = [
+            e
+            for e in app.store.iterate(0)
+            if e.type == "agent.registered" and e.data["name"] == "contested"
+        ]
         assert len(contested) == 1
         for name in app.projections.names():
             from lightning.bus.consumer import TrackedConsumer
@@ -240,5 +260,3 @@ def test_concurrent_writer_processes(database_url: str) -> None:
         assert_read_models_equal_fold_of_log(app)
     finally:
         app.close()
-
-
