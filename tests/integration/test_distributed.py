@@ -100,6 +100,46 @@ def test_same_results_as_embedded_mode(cluster: Cluster, app: Lightning) -> None
     assert all(s.status == "running" for s in app.projections.statuses())
 
 
+def test_relay_publishes_persistent_confirmed_envelopes(cluster: Cluster, app: Lightning) -> None:
+    """What an off-the-shelf AMQP client bound to the exchange receives."""
+    import aio_pika
+
+    async def collect() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        connection = await aio_pika.connect(cluster.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.declare_exchange(
+                cluster.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(exchange, routing_key="agent.*")
+            relay = cluster.start_worker("relay")
+            await asyncio.to_thread(app.agents.register, CTX, name="observed", **GROK)
+            message = await queue.get(timeout=30, fail=False)
+            for _ in range(300):
+                if message is not None:
+                    break
+                await asyncio.sleep(0.1)
+                message = await queue.get(fail=False)
+            relay.terminate()
+            assert message is not None
+            await message.ack()
+            return [message]
+
+    [message] = asyncio.run(collect())
+    envelope = json.loads(message.body)
+    stored = app.store.get(envelope["position"])
+    assert stored is not None and json.loads(stored.to_json()) == envelope
+    assert message.routing_key == "agent.registered" == envelope["type"]
+    assert message.delivery_mode == 2  # persistent
+    assert message.message_id == envelope["id"]
+    assert message.content_type == "application/json"
+    headers = message.headers or {}
+    assert headers["position"] == envelope["position"]
+    assert headers["previous_position"] == envelope["position"] - 1  # the reservation before it
+    assert str(headers["traceparent"]).startswith("00-")
+
+
 @pytest.mark.parametrize("killed", ["projections", "all"])
 def test_worker_killed_mid_stream_and_restarted(
     cluster: Cluster, app: Lightning, killed: str

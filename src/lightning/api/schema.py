@@ -183,7 +183,10 @@ class Query:
         return ApiKeyConnection.from_page(page)
 
     @strawberry.field(permission_classes=[CanAdminister])
-    async def api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
+    async def api_key(
+        self, info: Info, id: strawberry.ID, consistent_with: int | None = None
+    ) -> ApiKey:
+        del consistent_with  # read from the event store, which is always consistent with itself
         return ApiKey.from_state(await run(app_of(info).api_keys.get, uuid_arg(id)))
 
     @strawberry.field(permission_classes=[CanRead], description="Every event of one aggregate.")
@@ -278,7 +281,10 @@ class Query:
         return EventRecordConnection.from_page(page)
 
     @strawberry.field(permission_classes=[CanRead])
-    async def projections(self, info: Info) -> list[ProjectionStatus]:
+    async def projections(
+        self, info: Info, consistent_with: int | None = None
+    ) -> list[ProjectionStatus]:
+        await consistent(info, consistent_with)
         return [ProjectionStatus.from_data(s) for s in await run(app_of(info).projections.statuses)]
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..domain.errors import Unavailable
-from .backends import Backend, PostgresBackend
+from .backends import Backend, PostgresBackend, Tx
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(postgres|sqlite))?\.sql$")
 _LOCK_KEY = 0x4C49_4748  # advisory lock id for migrations ("LIGH")
@@ -78,8 +78,14 @@ class Migrator:
         self.backend = backend
         self.migrations = available(backend.kind, folder)
 
+    def _lock(self, tx: Tx) -> None:
+        """Serialise migrators (two hosts running ``db migrate`` at once) until commit."""
+        if isinstance(self.backend, PostgresBackend):
+            tx.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+
     def applied(self) -> dict[int, str]:
         with self.backend.transaction() as tx:
+            self._lock(tx)
             tx.execute(LEDGER_DDL)
             rows = tx.all("SELECT version, checksum FROM lightning_migrations")
             return {int(row["version"]): str(row["checksum"]) for row in rows}
@@ -98,8 +104,7 @@ class Migrator:
         applied = []
         for migration in self.pending():
             with self.backend.transaction() as tx:
-                if isinstance(self.backend, PostgresBackend):
-                    tx.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+                self._lock(tx)
                 if tx.all(
                     "SELECT 1 FROM lightning_migrations WHERE version = ?", (migration.version,)
                 ):
