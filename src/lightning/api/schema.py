@@ -27,12 +27,10 @@ from .errors import ErrorCodes
 from .feed import EventFeed, matcher
 from .types import (
     Agent,
-    AgentConnection,
     AggregateState,
     ApiKey,
-    ApiKeyConnection,
     EventRecord,
-    EventRecordConnection,
+    Connection,
     IssueApiKeyInput,
     IssueApiKeyPayload,
     ProjectionStatus,
@@ -43,6 +41,7 @@ from .types import (
     RetireAgentPayload,
     RevokeApiKeyPayload,
     RotateApiKeyPayload,
+    connection,
 )
 
 T = TypeVar("T")
@@ -136,7 +135,7 @@ class Query:
         status: str | None = None,
         provider: str | None = None,
         consistent_with: int | None = None,
-    ) -> AgentConnection:
+    ) -> Connection[Agent]:
         await consistent(info, consistent_with, "agents")
         page = await run(
             app_of(info).read_models.agents,
@@ -145,7 +144,7 @@ class Query:
             status=status,
             provider=provider,
         )
-        return AgentConnection.from_page(page)
+        return connection(page, Agent.from_row)
 
     @strawberry.field(
         permission_classes=[CanRead],
@@ -177,10 +176,10 @@ class Query:
         first: int = 50,
         after: str | None = None,
         consistent_with: int | None = None,
-    ) -> ApiKeyConnection:
+    ) -> Connection[ApiKey]:
         await consistent(info, consistent_with, "api_keys")
         page = await run(app_of(info).read_models.api_keys, first=first, after=after)
-        return ApiKeyConnection.from_page(page)
+        return connection(page, ApiKey.from_row)
 
     @strawberry.field(permission_classes=[CanAdminister])
     async def api_key(
@@ -262,7 +261,7 @@ class Query:
         since: datetime | None = None,
         until: datetime | None = None,
         consistent_with: int | None = None,
-    ) -> EventRecordConnection:
+    ) -> Connection[EventRecord]:
         from ..store.envelope import format_time
 
         await consistent(info, consistent_with, "audit_log")
@@ -278,7 +277,7 @@ class Query:
             since=None if since is None else format_time(aware(since) or since),
             until=None if until is None else format_time(aware(until) or until),
         )
-        return EventRecordConnection.from_page(page)
+        return connection(page, EventRecord.from_row)
 
     @strawberry.field(permission_classes=[CanRead])
     async def projections(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -22,6 +23,30 @@ from ..store.envelope import Envelope
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    """A cursor-paginated list (GraphQL names: AgentConnection, ApiKeyConnection, …)."""
+
+    edges: list[Edge[T]]
+    page_info: PageInfo
+
+
+def connection(page: Page[Row], node: Callable[[Row], T]) -> Connection[T]:
+    return Connection(
+        edges=[Edge(cursor=cursor, node=node(row)) for cursor, row in page.items],
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+    )
 
 
 @strawberry.type
@@ -76,25 +101,6 @@ class Agent:
 
 
 @strawberry.type
-class AgentEdge:
-    cursor: str
-    node: Agent
-
-
-@strawberry.type
-class AgentConnection:
-    edges: list[AgentEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[Row]) -> AgentConnection:
-        return cls(
-            edges=[AgentEdge(cursor=c, node=Agent.from_row(r)) for c, r in page.items],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-        )
-
-
-@strawberry.type
 class ApiKey:
     id: strawberry.ID
     name: str
@@ -131,25 +137,6 @@ class ApiKey:
 
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-@strawberry.type
-class ApiKeyEdge:
-    cursor: str
-    node: ApiKey
-
-
-@strawberry.type
-class ApiKeyConnection:
-    edges: list[ApiKeyEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[Row]) -> ApiKeyConnection:
-        return cls(
-            edges=[ApiKeyEdge(cursor=c, node=ApiKey.from_row(r)) for c, r in page.items],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-        )
 
 
 @strawberry.type(description="One event in the envelope of DESIGN §3.")
@@ -202,25 +189,6 @@ class EventRecord:
             else strawberry.ID(row["causation_id"]),
             schema_version=1,
             data=data,
-        )
-
-
-@strawberry.type
-class EventRecordEdge:
-    cursor: str
-    node: EventRecord
-
-
-@strawberry.type
-class EventRecordConnection:
-    edges: list[EventRecordEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[Row]) -> EventRecordConnection:
-        return cls(
-            edges=[EventRecordEdge(cursor=c, node=EventRecord.from_row(r)) for c, r in page.items],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
         )
 
 
