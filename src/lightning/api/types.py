@@ -4,8 +4,8 @@ objects themselves."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 import strawberry
