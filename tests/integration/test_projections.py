@@ -121,12 +121,13 @@ class Flaky(AgentsProjection):
         self.seen = 0
         self.failed = False
 
-    def apply(self, tx: Tx, envelope: Envelope) -> None:
-        self.seen += 1
-        if self.seen == self.fail_at and not self.failed:
-            self.failed = True
-            raise RuntimeError("crash in the middle of a batch")
-        super().apply(tx, envelope)
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            self.seen += 1
+            if self.seen == self.fail_at and not self.failed:
+                self.failed = True
+                raise RuntimeError("crash in the middle of a batch")
+            super().apply_batch(tx, [envelope])
 
 
 def test_crash_mid_batch_rolls_back_rows_and_position(lightning: Lightning) -> None:

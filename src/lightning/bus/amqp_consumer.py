@@ -160,8 +160,9 @@ class QueueConsumer:
             for message in good:
                 await message.nack(requeue=True)
             return False
-        for message in good:
-            await message.ack()
+        # One ack for the batch: the messages arrived in this order on this channel, and the
+        # malformed ones among them were already rejected.
+        await good[-1].ack(multiple=True)
         if self.status[0] != "running":
             await self._set_status("running", None)
         return True

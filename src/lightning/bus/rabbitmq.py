@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,7 +141,7 @@ class MalformedMessage(ValueError):
 def to_delivery(message: AbstractIncomingMessage) -> Delivery:
     """Decode a message; MalformedMessage if it is not an event envelope Lightning published."""
     try:
-        envelope = Envelope.model_validate(json.loads(message.body))
+        envelope = Envelope.model_validate_json(message.body)
     except (ValueError, ValidationError) as exc:
         raise MalformedMessage(f"not an event envelope: {exc}") from exc
     previous = (message.headers or {}).get("previous_position")

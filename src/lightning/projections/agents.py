@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..store.envelope import Envelope
-from .base import Projection, to_json, upsert, when
-from .store import Row, Tx
+from .base import RowProjection, to_json, when
+from .store import Row
 
 COLUMNS = (
     "name",
@@ -50,15 +50,14 @@ def agent_row(old: Row | None, envelope: Envelope) -> Row | None:
     return {**old, **common}
 
 
-class AgentsProjection(Projection):
+class AgentsProjection(RowProjection):
     name = "agents"
+    table = "agents"
     tables = ("agents",)
     types: ClassVar[frozenset[str] | None] = frozenset(
         {"agent.registered", "agent.reconfigured", "agent.retired"}
     )
 
-    def apply(self, tx: Tx, envelope: Envelope) -> None:
-        old = tx.one("SELECT * FROM agents WHERE id=?", (str(envelope.aggregate_id),))
-        row = agent_row(old, envelope)
-        if row is not None:
-            upsert(tx, "agents", "id", row)
+    @staticmethod
+    def row(old: Row | None, envelope: Envelope) -> Row | None:
+        return agent_row(old, envelope)

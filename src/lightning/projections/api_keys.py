@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..store.envelope import Envelope
-from .base import Projection, upsert, when
-from .store import Row, Tx
+from .base import RowProjection, when
+from .store import Row
 
 
 def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
@@ -48,8 +48,9 @@ def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
     return {**old, **changes, **common}
 
 
-class ApiKeysProjection(Projection):
+class ApiKeysProjection(RowProjection):
     name = "api_keys"
+    table = "api_keys"
     tables = ("api_keys",)
     types: ClassVar[frozenset[str] | None] = frozenset(
         {
@@ -61,8 +62,6 @@ class ApiKeysProjection(Projection):
         }
     )
 
-    def apply(self, tx: Tx, envelope: Envelope) -> None:
-        old = tx.one("SELECT * FROM api_keys WHERE id=?", (str(envelope.aggregate_id),))
-        row = api_key_row(old, envelope)
-        if row is not None:
-            upsert(tx, "api_keys", "id", row)
+    @staticmethod
+    def row(old: Row | None, envelope: Envelope) -> Row | None:
+        return api_key_row(old, envelope)

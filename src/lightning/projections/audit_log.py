@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..store.envelope import Envelope
-from .base import Projection, to_json, upsert, when
+from .base import Projection, to_json, upsert_many, when
 from .store import Row, Tx
 
 
@@ -27,5 +29,5 @@ class AuditLogProjection(Projection):
     name = "audit_log"
     tables = ("audit_log",)
 
-    def apply(self, tx: Tx, envelope: Envelope) -> None:
-        upsert(tx, "audit_log", "position", audit_row(envelope))
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        upsert_many(tx, "audit_log", "position", [audit_row(e) for e in envelopes])

@@ -1,8 +1,8 @@
 """The projection contract.
 
-A projection turns envelopes into rows of its own tables. ``apply`` runs inside the transaction
-that also records the projection's tracking position (see ``store.ReadStore.apply``), so it must
-only read and write through the given ``Tx``. Row calculation is kept in pure functions of
+A projection turns envelopes into rows of its own tables. ``apply_batch`` runs inside the
+transaction that also records the projection's tracking position (``store.ReadStore.apply``), so
+it must only read and write through the given ``Tx``. Row calculation is kept in pure functions of
 (old row, envelope) that unit tests cover without a database.
 """
 
@@ -27,16 +27,59 @@ class Projection(ABC):
         return self.types is None or envelope.type in self.types
 
     @abstractmethod
-    def apply(self, tx: Tx, envelope: Envelope) -> None: ...
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        """Apply envelopes in order (all new to this projection), in the caller's transaction.
+        Implementations batch their reads and writes: a consumer that is behind hands over
+        hundreds of envelopes at once."""
 
 
-def upsert(tx: Tx, table: str, key: str, row: Row) -> None:
-    columns = list(row)
+class RowProjection(Projection):
+    """A projection with one row per aggregate: read the batch's rows in one query, fold each
+    envelope into its row with the pure ``row`` function, write the changed rows in one go."""
+
+    table: ClassVar[str]
+
+    @staticmethod
+    @abstractmethod
+    def row(old: Row | None, envelope: Envelope) -> Row | None: ...
+
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        wanted = [e for e in envelopes if self.wants(e)]
+        if not wanted:
+            return
+        rows = select_in(tx, self.table, "id", sorted({str(e.aggregate_id) for e in wanted}))
+        changed: dict[str, Row] = {}
+        for envelope in wanted:
+            key = str(envelope.aggregate_id)
+            new = self.row(rows.get(key), envelope)
+            if new is not None:
+                rows[key] = changed[key] = new
+        upsert_many(tx, self.table, "id", list(changed.values()))
+
+
+def select_in(
+    tx: Tx, table: str, key: str, values: Sequence[str], chunk: int = 500
+) -> dict[str, Row]:
+    found: dict[str, Row] = {}
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk]
+        for row in tx.all(
+            f"SELECT * FROM {table} WHERE {key} IN ({placeholders(part)})",  # noqa: S608
+            part,
+        ):
+            found[row[key]] = row
+    return found
+
+
+def upsert_many(tx: Tx, table: str, key: str, rows: Sequence[Row]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
     updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != key)
-    tx.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+    tx.execute_many(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders(columns)})"  # noqa: S608
         f" ON CONFLICT ({key}) DO UPDATE SET {updates}",
-        [row[c] for c in columns],
+        [[row[c] for c in columns] for row in rows],
     )
 
 

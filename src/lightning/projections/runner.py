@@ -36,9 +36,7 @@ class ProjectionHandler:
 
     def handle(self, envelopes: Sequence[Envelope]) -> None:
         def write(tx: Tx) -> None:
-            for envelope in envelopes:
-                if self.projection.wants(envelope):
-                    self.projection.apply(tx, envelope)
+            self.projection.apply_batch(tx, envelopes)
 
         self.store.apply(self.name, envelopes[-1].position, write)
 

@@ -43,7 +43,9 @@ class AgentService:
 
     @retry_on_conflict
     def _register(self, ctx: Context, command: agents.RegisterAgent) -> AgentResult:
-        current = self._load(command.agent_id)
+        # The id was minted (uuid4) for this command, so its stream is empty: no read needed.
+        # A conflict here is on the name reservation, which _reserve reloads on every attempt.
+        current: Loaded[agents.Agent | None] = Loaded(None, 0, [])
         events = agents.decide(command, current.state, self.catalogue)
         envelopes = stamp(ctx, command.agent_id, current.version, events)
         if events:

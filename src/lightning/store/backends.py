@@ -37,6 +37,14 @@ class Tx:
             sql = sql.replace("?", "%s")
         self.cursor.execute(sql, tuple(params))
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """One statement for many parameter rows (pipelined on PostgreSQL: one round trip)."""
+        if not rows:
+            return
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self.cursor.executemany(sql, [tuple(r) for r in rows])
+
     def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         self.execute(sql, params)
         row = self.cursor.fetchone()
@@ -169,7 +177,8 @@ class PostgresBackend(Backend):
             schema=loc.schema,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pre_ping=True,
+            # No SELECT 1 before every checkout: the recorder retries a broken connection.
+            pre_ping=False,
             lock_timeout=10,
             idle_in_transaction_session_timeout=30,
         )
