@@ -79,7 +79,6 @@ from lightning.services import SYSTEM, Context
 from lightning.store.backends import open_backend
 from lightning.store.migrations import Migrator
 
-PROJECTIONS = ("agents", "api_keys", "audit_log")
 WATCHED = "audit_log"
 TARGET = (
     "target: at 64 clients Lightning cmd/s >= 4x raw single-writer insert+commit; "
@@ -548,8 +547,8 @@ class Cluster:
     async def delete_topology(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            names = [f"{self.queue_prefix}.projections.{name}" for name in PROJECTIONS]
-            for queue in [q for name in names for q in (name, f"{name}.dead")]:
+            name = f"{self.queue_prefix}.projections"
+            for queue in (name, f"{name}.dead"):
                 await self._delete(connection, queue, is_queue=True)
             for exchange in (self.exchange, self.exchange + ".dead-letter"):
                 await self._delete(connection, exchange, is_queue=False)

@@ -81,17 +81,11 @@ class Lightning:
             raise RuntimeError(
                 "embedded workers need the in-process bus (LIGHTNING_AMQP_URL unset)"
             )
-        progress = self.projections.progress
-        for name in self.projections.names():
-            consumer = TrackedConsumer(self.projections.handler(name), self.store)
-            thread = ConsumerThread(
-                consumer,
-                on_progress=progress.advanced if progress else None,
-                on_status=self.projections.record_status,
-            )
-            self.bus.subscribe(thread)
-            self.consumers.append(thread)
-            thread.start()
+        # The group reports each projection's progress and status itself.
+        thread = ConsumerThread(TrackedConsumer(self.projections.group(), self.store))
+        self.bus.subscribe(thread)
+        self.consumers.append(thread)
+        thread.start()
         self.bus.start()
 
     def close(self) -> None:

@@ -29,12 +29,9 @@ def tasks_for(app: Lightning, kind: WorkerKind, stop: asyncio.Event) -> list[Awa
     if kind in (WorkerKind.relay, WorkerKind.all):
         tasks.append(Relay(app.settings, app.store).run(stop))
     if kind in (WorkerKind.projections, WorkerKind.all):
-        for name in app.projections.names():
-            consumer = TrackedConsumer(app.projections.handler(name), app.store)
-            queue_consumer = QueueConsumer(
-                app.settings, consumer, kind="projections", on_status=app.projections.record_status
-            )
-            tasks.append(queue_consumer.run(stop))
+        # One queue for all read models; the group reports each projection's status itself.
+        consumer = TrackedConsumer(app.projections.group(), app.store)
+        tasks.append(QueueConsumer(app.settings, consumer).run(stop))
     return tasks
 
 

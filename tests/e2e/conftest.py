@@ -160,9 +160,8 @@ async def delete_topology(amqp_url: str, exchange: str, prefix: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for name in ("agents", "api_keys", "audit_log"):
-            for queue in (f"{prefix}.projections.{name}", f"{prefix}.projections.{name}.dead"):
-                await channel.queue_delete(queue)
+        for queue in (f"{prefix}.projections", f"{prefix}.projections.dead"):
+            await channel.queue_delete(queue)
         await channel.exchange_delete(exchange)
         await channel.exchange_delete(exchange + ".dead-letter")
 

@@ -98,20 +98,19 @@ class Cluster:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
             channel = await connection.channel()
-            for name in ("agents", "api_keys", "audit_log"):
-                queue = f"{self.queue_prefix}.projections.{name}"
-                for q in (queue, f"{queue}.dead"):
-                    await channel.queue_delete(q)
+            queue = f"{self.queue_prefix}.projections"
+            for q in (queue, f"{queue}.dead"):
+                await channel.queue_delete(q)
             await channel.exchange_delete(self.exchange)
             await channel.exchange_delete(self.exchange + ".dead-letter")
 
-    async def dead_letters(self, projection: str) -> list[bytes]:
-        """Take every message out of one projection's dead-letter queue."""
+    async def dead_letters(self) -> list[bytes]:
+        """Take every message out of the projection builders' dead-letter queue."""
         connection = await aio_pika.connect(self.amqp_url)
         bodies: list[bytes] = []
         async with connection:
             channel = await connection.channel()
-            queue = await channel.get_queue(f"{self.queue_prefix}.projections.{projection}.dead")
+            queue = await channel.get_queue(f"{self.queue_prefix}.projections.dead")
             while True:
                 message = await queue.get(fail=False, no_ack=True)
                 if message is None:

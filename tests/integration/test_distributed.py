@@ -182,7 +182,7 @@ def test_relay_killed_between_publish_and_recording_its_position(
 
 def test_rabbitmq_restarted_mid_stream(cluster: Cluster, app: Lightning) -> None:
     cluster.start_worker("all")
-    writer = Writer(app, commands=300, threads=4)
+    writer = Writer(app, commands=500, threads=4)
     wait_for(lambda: app.projections.read_store.position("audit_log") > 50)
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     down_at = app.store.max_position()
@@ -210,7 +210,7 @@ def test_malformed_message_is_dead_lettered_and_position_kept(
     app.agents.register(CTX, name="after", **GROK)
     wait_caught_up(app, cluster)
     assert_read_models_equal_fold_of_log(app)
-    dead = asyncio.run(cluster.dead_letters("agents"))
+    dead = asyncio.run(cluster.dead_letters())
     assert sorted(dead) == sorted([b"{not json", b'{"type": "agent.registered"}'])
     assert all(s.status == "running" for s in app.projections.statuses())
 
@@ -242,7 +242,7 @@ def test_poison_event_stalls_the_consumer_instead_of_skipping(
     deadline = time.monotonic() + 60
     dead: list[bytes] = []
     while not dead:
-        dead = asyncio.run(cluster.dead_letters("agents"))
+        dead = asyncio.run(cluster.dead_letters())
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert json.loads(dead[0])["id"] == "00000000-0000-0000-0000-0000000000aa"

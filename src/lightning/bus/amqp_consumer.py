@@ -42,14 +42,12 @@ class QueueConsumer:
         settings: Settings,
         consumer: TrackedConsumer,
         *,
-        kind: str,
         on_status: StatusCallback | None = None,
     ) -> None:
         if settings.amqp_url is None:
             raise ValueError("a queue consumer needs LIGHTNING_AMQP_URL")
         self.amqp_url: str = settings.amqp_url
         self.consumer = consumer
-        self.kind = kind
         self.topology = Topology.from_settings(settings)
         self.prefetch = settings.prefetch
         self.on_status = on_status
@@ -76,7 +74,7 @@ class QueueConsumer:
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One connection's life: declare, catch up from the store, consume until it closes."""
-        connection = await connect(self.amqp_url, f"lightning-{self.kind}-{self.name}", stop)
+        connection = await connect(self.amqp_url, f"lightning-{self.name}", stop)
         if connection is None:
             return
         closed = closed_event(connection)
@@ -84,7 +82,7 @@ class QueueConsumer:
             self._inbox = asyncio.Queue()  # deliveries of an old channel can't be acked here
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
-            queue = await self.topology.declare_queue(channel, self.kind, self.name)
+            queue = await self.topology.declare_queue(channel, self.name)
             # The queue exists now, so anything published from here on waits in it; what came
             # before (while we were down, or before the queue existed) is read from the store.
             if not await self._catch_up(stop):

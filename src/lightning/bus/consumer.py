@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from eventsourcing.persistence import IntegrityError
-
 from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 
@@ -98,10 +96,10 @@ class TrackedConsumer:
     def _apply(self, envelopes: Sequence[Envelope]) -> None:
         try:
             self.handler.handle(envelopes)
-        except IntegrityError:
-            # Someone else recorded a position first (a second instance, or a stale cache of
-            # ours): forget what we believed and let the caller's next delivery or catch-up
-            # start again from the recorded position.
+        except Exception:
+            # Part may have committed (a handler made of several projections), or someone else
+            # recorded a position first: forget what we believed and let the next delivery or
+            # catch-up start again from the recorded position.
             self._position = None
             raise
         self._position = envelopes[-1].position

@@ -1,7 +1,8 @@
 """RabbitMQ topology and the wire format of an event message.
 
 * Topic exchange ``lightning.events`` (durable); routing key = event type.
-* One durable **quorum** queue per consumer, ``<prefix>.<kind>.<name>``, with single active
+* One durable **quorum** queue per consumer, ``<prefix>.<name>`` (``lightning.projections`` for
+  the projection builders; sagas and webhooks get their own), with single active
   consumer (so one process applies a queue, in order, and another takes over if it dies), an
   explicit ``x-delivery-limit`` (RabbitMQ 3.10 has none by default; 4.x defaults to 20) and a
   dead-letter exchange, so a message that keeps failing ends in ``<queue>.dead`` instead of
@@ -54,8 +55,8 @@ class Topology:
     def dead_letter_exchange(self) -> str:
         return self.exchange + DEAD_LETTER_EXCHANGE_SUFFIX
 
-    def queue_name(self, kind: str, name: str) -> str:
-        return f"{self.queue_prefix}.{kind}.{name}"
+    def queue_name(self, name: str) -> str:
+        return f"{self.queue_prefix}.{name}"
 
     async def declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(
@@ -63,13 +64,13 @@ class Topology:
         )
 
     async def declare_queue(
-        self, channel: AbstractChannel, kind: str, name: str, binding: str = "#"
+        self, channel: AbstractChannel, name: str, binding: str = "#"
     ) -> AbstractQueue:
         exchange = await self.declare_exchange(channel)
         dead_exchange = await channel.declare_exchange(
             self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        queue_name = self.queue_name(kind, name)
+        queue_name = self.queue_name(name)
         dead = await channel.declare_queue(
             f"{queue_name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
         )

@@ -16,6 +16,7 @@ from .agents import AgentsProjection
 from .api_keys import ApiKeysProjection
 from .audit_log import AuditLogProjection
 from .base import Projection
+from .group import ProjectionGroup
 from .store import ReadStore, Tx
 
 
@@ -84,6 +85,15 @@ class Projections:
 
     def names(self) -> list[str]:
         return [p.name for p in self.projections]
+
+    def group(self) -> ProjectionGroup:
+        """Every projection as one consumer (what the workers and the embedded bus run)."""
+        progress = self.progress
+        return ProjectionGroup(
+            self.projections,
+            self.read_store,
+            on_progress=progress.advanced if progress is not None else None,
+        )
 
     def handler(self, name: str) -> ProjectionHandler:
         for projection in self.projections:
