@@ -1,5 +1,6 @@
 """The projections' row calculations are pure functions of (old row, envelope)."""
 
+import json
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -88,3 +89,12 @@ def test_envelope_round_trips_through_stored_event() -> None:
     assert Envelope.from_stored(stored, 5) == REGISTERED
     assert '"position"' not in stored.state.decode()
     assert REGISTERED.model_dump(mode="json")["occurred_at"] == "2026-11-23T10:00:00.000000Z"
+
+
+def test_wire_json_is_the_envelope_without_a_model_round_trip() -> None:
+    from lightning.store.envelope import wire_json
+
+    body, fields = wire_json(REGISTERED.to_stored_event(), 5)
+    assert json.loads(body) == REGISTERED.model_dump(mode="json")
+    assert Envelope.model_validate_json(body) == REGISTERED
+    assert fields["id"] == str(REGISTERED.id)

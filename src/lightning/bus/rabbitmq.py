@@ -30,11 +30,12 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 from aiormq.exceptions import AMQPError
+from eventsourcing.persistence import Notification
 from opentelemetry import propagate
 from pydantic import ValidationError
 
 from ..config import Settings
-from ..store.envelope import Envelope
+from ..store.envelope import Envelope, wire_json
 from .consumer import Delivery
 
 DEAD_LETTER_EXCHANGE_SUFFIX = ".dead-letter"
@@ -90,16 +91,18 @@ class Topology:
         return queue
 
 
-def to_message(envelope: Envelope, previous: int) -> aio_pika.Message:
-    headers: dict[str, Any] = {"position": envelope.position, "previous_position": previous}
+def to_message(notification: Notification, previous: int) -> aio_pika.Message:
+    """The message for one stored event (body: its envelope; see the module docstring)."""
+    body, fields = wire_json(notification, notification.id)
+    headers: dict[str, Any] = {"position": notification.id, "previous_position": previous}
     propagate.inject(headers)
     return aio_pika.Message(
-        envelope.to_json().encode(),
+        body,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=str(envelope.id),
-        correlation_id=str(envelope.correlation_id),
-        type=envelope.type,
+        message_id=str(fields["id"]),
+        correlation_id=str(fields["correlation_id"]),
+        type=notification.topic,
         timestamp=datetime.now(UTC),
         headers=headers,
         app_id="lightning-relay",

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 import anyio.to_thread
 import psycopg
 from aio_pika.abc import AbstractExchange
+from eventsourcing.persistence import Notification
 from opentelemetry.trace import SpanKind
 
 from ..config import Settings
 from ..store.backends import PostgresBackend
-from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 from ..telemetry import configure_tracing, tracer
 from . import failpoints
@@ -97,18 +97,18 @@ class Relay:
             position = await anyio.to_thread.run_sync(self.position)
             log.info("relay publishing from position %d to %s", position, self.topology.exchange)
             while not stop.is_set():
-                batch = await anyio.to_thread.run_sync(self.store.read, position, self.batch)
+                batch = await anyio.to_thread.run_sync(self.store.read_stored, position, self.batch)
                 if not batch:
                     await self._idle(stop)
                     continue
                 await self._publish(exchange, batch, position)
                 failpoints.hit("relay.after_confirm")
-                await anyio.to_thread.run_sync(self.record, batch[-1].position)
-                position = batch[-1].position
+                await anyio.to_thread.run_sync(self.record, batch[-1].id)
+                position = batch[-1].id
                 self.published += len(batch)
 
     async def _publish(
-        self, exchange: AbstractExchange, batch: list[Envelope], previous: int
+        self, exchange: AbstractExchange, batch: list[Notification], previous: int
     ) -> None:
         with tracer.start_as_current_span(
             f"send {self.topology.exchange}",
@@ -121,13 +121,10 @@ class Relay:
             },
         ):
             confirms = []
-            for envelope in batch:
-                confirms.append(
-                    exchange.publish(
-                        to_message(envelope, previous), routing_key=envelope.type, timeout=30
-                    )
-                )
-                previous = envelope.position
+            for stored in batch:
+                message = to_message(stored, previous)
+                confirms.append(exchange.publish(message, routing_key=stored.topic, timeout=30))
+                previous = stored.id
             # Every publish must be confirmed (ack) by the broker before the position moves.
             await asyncio.gather(*confirms)
 

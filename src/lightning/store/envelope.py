@@ -68,6 +68,17 @@ class Envelope(BaseModel):
         return cls.from_stored(notification, notification.id)
 
 
+def wire_json(stored: StoredEvent, position: int) -> tuple[bytes, dict[str, Any]]:
+    """The envelope's JSON for a stored event, and its fields, without a round trip through the
+    model: the stored state *is* the envelope minus its position (see ``to_stored_event``), so
+    the position is spliced in. For the relay, which handles every event once more."""
+    fields = json.loads(stored.state)
+    body = stored.state.rstrip()
+    if not body.endswith(b"}"):
+        raise ValueError("a stored event's state is not a JSON object")
+    return body[:-1] + b',"position":' + str(position).encode() + b"}", fields
+
+
 class Metadata(BaseModel):
     """Who and why: stamped on every event a command produces."""
 
