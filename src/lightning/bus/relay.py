@@ -58,6 +58,9 @@ class Relay:
 
     def record(self, position: int) -> None:
         with self.store.backend.transaction() as tx:
+            if isinstance(self.store.backend, PostgresBackend):
+                # Losing the last position on a crash only means republishing (deduplicated).
+                tx.execute("SET LOCAL synchronous_commit TO OFF")
             tx.execute(
                 "INSERT INTO relay_position (name, position, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
@@ -96,16 +99,22 @@ class Relay:
             exchange = await self.topology.declare_exchange(channel)
             position = await anyio.to_thread.run_sync(self.position)
             log.info("relay publishing from position %d to %s", position, self.topology.exchange)
-            while not stop.is_set():
-                batch = await anyio.to_thread.run_sync(self.store.read_stored, position, self.batch)
-                if not batch:
-                    await self._idle(stop)
-                    continue
-                await self._publish(exchange, batch, position)
-                failpoints.hit("relay.after_confirm")
-                await anyio.to_thread.run_sync(self.record, batch[-1].id)
-                position = batch[-1].id
-                self.published += len(batch)
+            recorder = _Recorder(self, position)
+            try:
+                while not stop.is_set():
+                    batch = await anyio.to_thread.run_sync(
+                        self.store.read_stored, position, self.batch
+                    )
+                    if not batch:
+                        await self._idle(stop)
+                        continue
+                    await self._publish(exchange, batch, position)
+                    failpoints.hit("relay.after_confirm")
+                    position = batch[-1].id
+                    recorder.confirmed(position)
+                    self.published += len(batch)
+            finally:
+                await recorder.close()
 
     async def _publish(
         self, exchange: AbstractExchange, batch: list[Notification], previous: int
@@ -189,3 +198,37 @@ class Relay:
             yield
         finally:
             await conn.close()
+
+
+class _Recorder:
+    """Records confirmed positions off the publishing path: the next batch is read and published
+    while the last one's position is written (at most one write in flight, always the newest
+    confirmed position). A crash loses at most the writes in flight: those events are
+    republished, never skipped."""
+
+    def __init__(self, relay: Relay, position: int) -> None:
+        self._relay = relay
+        self._latest = self._recorded = position
+        self._task: asyncio.Task[None] | None = None
+
+    def confirmed(self, position: int) -> None:
+        self._latest = position
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._recorded < self._latest:
+            target = self._latest
+            try:
+                await anyio.to_thread.run_sync(self._relay.record, target)
+            except Exception as exc:  # retried with the next confirm (or at close)
+                log.warning("could not record relay position %d: %s", target, exc)
+                return
+            self._recorded = target
+
+    async def close(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._write()

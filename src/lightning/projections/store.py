@@ -31,6 +31,12 @@ class ReadStore(ABC):
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[Tx]:
         with self.backend.transaction(commit=commit) as tx:
+            if commit and isinstance(self.backend, PostgresBackend):
+                # Read models are derived data: a crash may lose the last few milliseconds of
+                # them, but rows and tracking position go together (one transaction, one WAL
+                # record stream), so the consumer simply re-applies those events from the
+                # store. The event store's own commits stay fully synchronous.
+                tx.execute("SET LOCAL synchronous_commit TO OFF")
             yield tx
 
     @abstractmethod
