@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from .domain import agent_names, agents, api_keys
 from .domain.errors import NotFound, ValidationFailed
 from .domain.messages import DomainEvent
+from .store.envelope import REDACTED_FIELDS
 
 if TYPE_CHECKING:
     from .bootstrap import Lightning
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 Evolve = Callable[[Any, DomainEvent], Any]
 
 # Fields never shown, even to an admin replaying history.
-_REDACTED = {"secret_hash", "previous_secret_hash"}
+_REDACTED = set(REDACTED_FIELDS)
 
 
 def _folds(aggregate_id: UUID) -> dict[str, tuple[Evolve, Any]]:

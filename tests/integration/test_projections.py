@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from uuid import UUID
 
 import pytest
 
@@ -158,3 +159,91 @@ def test_embedded_workers_follow_commits(lightning: Lightning) -> None:
     assert_agents_equal_fold_of_log(lightning)
     tools = json.loads(str(rows(lightning, "agents")[0]["tools"]))
     assert tools == []
+
+
+def group_consumer(app: Lightning) -> TrackedConsumer:
+    return TrackedConsumer(app.projections.group(), app.store)
+
+
+def test_a_message_the_store_never_held_is_not_applied(lightning: Lightning) -> None:
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    c = group_consumer(lightning)
+    foreign = log[2].model_copy(update={"id": UUID(int=777), "position": log[-1].position + 500})
+    c.deliver([Delivery(foreign, log[-1].position + 499)])
+    # It only told the consumer to read the store up to there: the store's events are applied,
+    # nothing beyond the store's head is recorded, and new real events still arrive.
+    assert lightning.projections.read_store.position("audit_log") == log[-1].position
+    later = lightning.agents.register(CTX, name="later", provider="grok", model="grok-code-fast-1")
+    c.deliver([Delivery(lightning.store.get(later.position), None)])  # type: ignore[arg-type]
+    assert_agents_equal_fold_of_log(lightning)
+
+
+def test_a_tracking_row_rolled_back_under_a_running_consumer_is_refilled(
+    lightning: Lightning,
+) -> None:
+    """As after losing the last asynchronous commits of the read models in a database crash."""
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    c = group_consumer(lightning)
+    c.catch_up(upto=log[10].position)
+    with lightning.projections.read_store.transaction(commit=True) as tx:
+        table = lightning.projections.read_store.tracking_table
+        tx.execute(
+            f"UPDATE {table} SET notification_id = ? WHERE application_name = 'audit_log'",
+            (log[4].position,),
+        )
+        tx.execute("DELETE FROM audit_log WHERE position > ?", (log[4].position,))
+    # The consumer still believes it is at log[10]; the next delivery must not skip 5..10.
+    c.deliver([Delivery(log[-1], log[-2].position)])
+    assert_agents_equal_fold_of_log(lightning)
+
+
+class FailsOn(AgentsProjection):
+    """Fails on one position until healed (a bug fixed and deployed)."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.healed = False
+
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        if not self.healed and any(e.position == self.position for e in envelopes):
+            raise RuntimeError(f"cannot apply {self.position}")
+        super().apply_batch(tx, envelopes)
+
+
+def test_a_failing_projection_stalls_alone_and_is_never_skipped(lightning: Lightning) -> None:
+    from lightning.projections.api_keys import ApiKeysProjection
+    from lightning.projections.audit_log import AuditLogProjection
+    from lightning.projections.group import ProjectionGroup
+
+    populate(lightning)
+    log = list(lightning.store.iterate(0))
+    failing = FailsOn(log[3].position)
+    group = ProjectionGroup(
+        [failing, ApiKeysProjection(), AuditLogProjection()],
+        lightning.projections.read_store,
+        lightning.store,
+    )
+    c = TrackedConsumer(group, lightning.store)
+    c.catch_up()
+    store = lightning.projections.read_store
+    assert store.position("audit_log") == log[-1].position  # the others carried on
+    assert store.position("agents") < log[3].position  # it did not move past the event
+    status = {s.name: s for s in lightning.projections.statuses()}
+    assert status["agents"].status == "stalled" and "cannot apply" in (status["agents"].error or "")
+    # More events arrive; it stays where it is, retried each time, and reported.
+    more = lightning.agents.register(CTX, name="more", provider="grok", model="grok-code-fast-1")
+    c.deliver([Delivery(lightning.store.get(more.position), None)])  # type: ignore[arg-type]
+    assert store.position("agents") < log[3].position
+    assert store.position("audit_log") == more.position
+    failing.healed = True
+    newest = lightning.agents.register(
+        CTX, name="newest", provider="grok", model="grok-code-fast-1"
+    )
+    c.deliver([Delivery(lightning.store.get(newest.position), None)])  # type: ignore[arg-type]
+    c.reset()
+    c.catch_up()
+    assert store.position("agents") == newest.position
+    assert_agents_equal_fold_of_log(lightning)
+    assert {s.name: s.status for s in lightning.projections.statuses()}["agents"] == "running"

@@ -109,8 +109,11 @@ async def ready(state: State) -> Response[dict[str, object]]:
     app: Lightning = state.lightning
     try:
         statuses = await anyio.to_thread.run_sync(app.projections.statuses)
-    except Exception as exc:
-        return Response({"status": "unavailable", "error": str(exc)}, status_code=503)
+    except Exception:
+        log.exception("readiness check failed")
+        return Response(
+            {"status": "unavailable", "error": "the database is unreachable"}, status_code=503
+        )
     stalled = [s.name for s in statuses if s.status == "stalled"]
     body: dict[str, object] = {
         "status": "stalled" if stalled else "ok",

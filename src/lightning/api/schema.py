@@ -88,6 +88,13 @@ async def consistent(info: Info, position: int | None, *names: str) -> None:
     if position < 0:
         raise ValidationFailed("consistentWith must not be negative")
     app = app_of(info)
+    head = await run(app.store.max_position)
+    if position > head:
+        # Nothing will ever reach it: answer now instead of holding a thread for the timeout.
+        raise ValidationFailed(
+            f"consistentWith {position} is beyond the newest position {head}",
+            details={"consistentWith": position, "head": head},
+        )
     await run(app.projections.wait_for, position, app.settings.consistency_timeout, names or None)
 
 

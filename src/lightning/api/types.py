@@ -168,7 +168,7 @@ class EventRecord:
             correlation_id=strawberry.ID(str(e.correlation_id)),
             causation_id=None if e.causation_id is None else strawberry.ID(str(e.causation_id)),
             schema_version=e.schema_version,
-            data=cast(JSON, e.data),
+            data=cast(JSON, e.public_data()),
         )
 
     @classmethod

@@ -4,14 +4,17 @@ Every consumer of events (projection builders now; saga coordinators and the web
 later) receives ``Delivery`` objects from a transport (the in-process bus or RabbitMQ) and hands
 them to a ``TrackedConsumer``, which
 
-* drops every envelope at or below the handler's recorded position (redelivery is harmless),
-* notices a gap — the publisher says it sent position P before this one, and P is ahead of what
-  the handler has applied — and reads the missing events from the event store first,
-* applies envelopes strictly in position order, many per call when behind, and
-* lets the handler record its position in the same transaction as its effects.
+* drops every delivery at or below the handler's recorded position (redelivery is harmless),
+* otherwise reads the events after that position, up to the newest position delivered, from the
+  event store — so whatever was missed (a lost message, a restart, a queue that did not exist
+  yet) is filled in, and nothing the store does not hold is ever applied,
+* applies them strictly in position order, many per call when behind, and
+* lets the handler record its position in the same transaction as its effects (handlers check,
+  in that transaction, that they continue exactly where their tracking row says).
 
 The event store is the source of truth: a consumer can always (re)build itself from it alone
-(``catch_up``), and the transport is only the low-latency path.
+(``catch_up``), and the transport is only the low-latency path: a delivery wakes the consumer
+and says how far the store has got; the events applied are the store's.
 """
 
 from __future__ import annotations
@@ -64,22 +67,17 @@ class TrackedConsumer:
         return self._position
 
     def deliver(self, deliveries: Sequence[Delivery]) -> int:
-        """Apply what is new in ``deliveries``, filling gaps from the store; return the position."""
-        last = self.position()
-        pending: list[Envelope] = []
-        for delivery in deliveries:
-            envelope = delivery.envelope
-            if envelope.position <= last:
-                continue  # already applied: a redelivery or an overlap with a catch-up
-            if delivery.previous is None or delivery.previous > last:
-                pending.extend(
-                    self.store.iterate(last, page=self.batch_size, upto=envelope.position - 1)
-                )
-            pending.append(envelope)
-            last = envelope.position
-        for start in range(0, len(pending), self.batch_size):
-            self._apply(pending[start : start + self.batch_size])
-        return self.position()
+        """Apply everything up to the newest position delivered; return the position.
+
+        What is applied is the *store's* copy of the events after our position, read in pages
+        (one range query per batch): a message only says how far to read. So a duplicate, a
+        reordering, a gap (a lost message, or a hole in the positions) or a message that this
+        store never held (another deployment on the same broker, an old queue after the
+        database was recreated) can neither skip an event nor apply a foreign one."""
+        newest = max((d.envelope.position for d in deliveries), default=0)
+        if newest <= self.position():
+            return self.position()  # all already applied: redeliveries or catch-up overlap
+        return self.catch_up(upto=newest)
 
     def catch_up(self, upto: int | None = None) -> int:
         """Apply everything the store holds beyond the recorded position (up to ``upto``)."""

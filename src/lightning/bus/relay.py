@@ -102,6 +102,8 @@ class Relay:
             recorder = _Recorder(self, position)
             try:
                 while not stop.is_set():
+                    # Clear before reading: a NOTIFY arriving during the read then wakes us.
+                    self._wake.clear()
                     batch = await anyio.to_thread.run_sync(
                         self.store.read_stored, position, self.batch
                     )
@@ -138,7 +140,6 @@ class Relay:
             await asyncio.gather(*confirms)
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        self._wake.clear()
         waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
         _, pending = await asyncio.wait(
             waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED

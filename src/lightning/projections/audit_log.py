@@ -21,7 +21,7 @@ def audit_row(envelope: Envelope) -> Row:
         "occurred_at": when(envelope),
         "correlation_id": str(envelope.correlation_id),
         "causation_id": None if envelope.causation_id is None else str(envelope.causation_id),
-        "data": to_json(envelope.data),
+        "data": to_json(envelope.public_data()),
     }
 
 

@@ -92,6 +92,7 @@ class Projections:
         return ProjectionGroup(
             self.projections,
             self.read_store,
+            self.event_store,
             on_progress=progress.advanced if progress is not None else None,
         )
 

@@ -15,6 +15,7 @@ from ..domain.messages import DomainEvent
 from ..domain.registry import event_from
 
 SCHEMA_VERSION = 1
+REDACTED_FIELDS = frozenset({"secret_hash", "previous_secret_hash"})
 
 
 def format_time(value: datetime) -> str:
@@ -43,6 +44,11 @@ class Envelope(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+    def public_data(self) -> dict[str, Any]:
+        """``data`` as shown to API users: secret hashes left out (they are not secrets, but a
+        viewer has no use for them and they would let one confirm a guessed token offline)."""
+        return {k: v for k, v in self.data.items() if k not in REDACTED_FIELDS}
 
     def domain_event(self) -> DomainEvent | None:
         """The domain event, or None when this code does not know the type (ignored on replay)."""
