@@ -86,3 +86,29 @@ async def test_legacy_graphql_ws_protocol_is_not_offered(sqlite_server: Server) 
     with pytest.raises(ConnectionClosed):
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         await next_message(ws)
+
+
+async def test_a_revoked_key_stops_receiving_events(sqlite_server: Server) -> None:
+    issued = await asyncio.to_thread(
+        sqlite_server.data,
+        'mutation { issueApiKey(input: {name: "watcher", role: "viewer"}) { secret apiKey { id } } }',
+    )
+    secret, key_id = issued["issueApiKey"]["secret"], issued["issueApiKey"]["apiKey"]["id"]
+    ws = await connect(sqlite_server, {"Authorization": f"Bearer {secret}"})
+    assert (await next_message(ws))["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "r", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(sqlite_server.data, REGISTER, {"input": GROK})
+    assert (await next_message(ws))["type"] == "next"
+    await asyncio.to_thread(
+        sqlite_server.data,
+        "mutation($id: ID!) { revokeApiKey(id: $id) { position } }",
+        {"id": key_id},
+    )
+    await asyncio.sleep(5.5)
+    await asyncio.to_thread(sqlite_server.data, REGISTER, {"input": GROK | {"name": "unseen"}})
+    message = await next_message(ws)
+    assert message["payload"]["data"] is None, message
+    assert message["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert (await next_message(ws))["type"] == "complete"
+    await ws.close()

@@ -180,6 +180,23 @@ def test_relay_killed_between_publish_and_recording_its_position(
     assert_read_models_equal_fold_of_log(app)
 
 
+def test_standby_relay_takes_over_when_the_active_one_dies(
+    cluster: Cluster, app: Lightning
+) -> None:
+    cluster.start_worker("projections")
+    active = cluster.start_worker("relay")
+    app.agents.register(CTX, name="first", **GROK)
+    wait_caught_up(app, cluster)
+    standby = cluster.start_worker("relay")
+    wait_for(lambda: "standing by" in cluster.logs())
+    active.send_signal(signal.SIGKILL)
+    assert wait_exit(active) == -signal.SIGKILL
+    app.agents.register(CTX, name="second", **GROK)
+    wait_caught_up(app, cluster)
+    assert standby.poll() is None
+    assert_read_models_equal_fold_of_log(app)
+
+
 def test_rabbitmq_restarted_mid_stream(cluster: Cluster, app: Lightning) -> None:
     cluster.start_worker("all")
     writer = Writer(app, commands=500, threads=4)

@@ -170,3 +170,8 @@ def test_grace_longer_than_a_year_is_refused() -> None:
             [ISSUED],
             RotateApiKey(key_id=KEY, secret_hash=H2, at=T0, grace_period=timedelta(days=400)),
         )
+
+
+def test_given_rotated_when_the_same_rotation_is_retried_then_nothing_new() -> None:
+    rotated = ApiKeyRotated(secret_hash=H2, previous_valid_until=T0 + timedelta(hours=1))
+    assert when([ISSUED, rotated], RotateApiKey(key_id=KEY, secret_hash=H2, at=T0)) == []

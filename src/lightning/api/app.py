@@ -90,10 +90,12 @@ def _controller() -> type:
             if header is None:
                 socket = context.get("socket") or context.get("websocket")
                 header = socket.headers.get("authorization") if socket is not None else None
-            principal = await authenticate(context["lightning"], bearer(header))
+            token = bearer(header)
+            principal = await authenticate(context["lightning"], token)
             if principal is None:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
             context["principal"] = principal
+            context["token"] = token  # subscriptions re-check it: revocation ends the stream
             return None
 
     return GraphQLController

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -46,6 +47,7 @@ from .types import (
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+REAUTHENTICATE_AFTER = 5.0  # seconds between re-checks of a subscription's credential
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -377,7 +379,14 @@ class Subscription:
     ) -> AsyncGenerator[EventRecord, None]:
         feed: EventFeed = info.context["feed"]
         agg = None if aggregate_id is None else str(uuid_arg(aggregate_id, "aggregateId"))
+        token: str | None = info.context.get("token")
+        checked = time.monotonic()
         async for envelope in feed.subscribe(matcher(types, agg), after):
+            if token is not None and time.monotonic() - checked > REAUTHENTICATE_AFTER:
+                # A key revoked, expired or past its rotation grace stops receiving events.
+                if await run(app_of(info).api_keys.authenticate, token) is None:
+                    raise Unauthenticated("the credential is no longer valid")
+                checked = time.monotonic()
             yield EventRecord.from_envelope(envelope)
 
 

@@ -19,15 +19,14 @@ from collections.abc import Callable
 
 import anyio.to_thread
 from aio_pika.abc import AbstractIncomingMessage
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
-    stop_after_delay,
     wait_exponential,
 )
 
 from ..config import Settings
+from ..store.backends import TRANSIENT
 from .consumer import Delivery, TrackedConsumer
 from .rabbitmq import MalformedMessage, Topology, closed_event, connect, to_delivery
 
@@ -53,12 +52,14 @@ class QueueConsumer:
         self.on_status = on_status
         self.status: tuple[str, str | None] = ("starting", None)
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._stopping = asyncio.Event()
 
     @property
     def name(self) -> str:
         return self.consumer.name
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stopping = stop
         backoff = 0.2
         while not stop.is_set():
             try:
@@ -166,18 +167,25 @@ class QueueConsumer:
         return True
 
     async def _call_db(self, fn: Callable[..., int], *args: object) -> int:
-        """Run a store call in a thread, riding out database outages with backoff."""
+        """Run a store call in a thread, riding out database outages with backoff for as long
+        as they last (unacknowledged messages just wait; no delivery is spent)."""
+        stopping = self._stopping
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OperationalError, InterfaceError, IntegrityError)),
+            retry=retry_if_exception_type(TRANSIENT),
             wait=wait_exponential(multiplier=0.1, max=5),
-            stop=stop_after_delay(120),
+            stop=lambda _state: stopping.is_set(),
             reraise=True,
+            before_sleep=lambda state: log.warning(
+                "%s: database unavailable (%s); retrying",
+                self.name,
+                state.outcome.exception() if state.outcome else "?",
+            ),
         ):
             with attempt:
                 try:
                     return await anyio.to_thread.run_sync(fn, *args)
-                except IntegrityError:
-                    self.consumer.reset()  # someone else moved the position: re-read it
+                except TRANSIENT:
+                    self.consumer.reset()  # re-read the recorded position on the next try
                     raise
         raise AssertionError("unreachable")
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio.to_thread
 import psycopg
@@ -73,24 +75,26 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         configure_tracing("lightning-relay")
-        async with self._leadership(stop), self._listening(stop):
-            backoff = 0.1
-            while not stop.is_set():
-                try:
-                    await self._relay(stop)
-                    return
-                except Exception as exc:
-                    log.warning(
-                        "relay interrupted (%s: %s); retrying in %.1fs",
-                        type(exc).__name__,
-                        exc,
-                        backoff,
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
-                    backoff = min(backoff * 2, 5.0)
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                # Leadership is won (or waited for) again after any failure, including the loss
+                # of the lock's own connection.
+                async with self._leadership(stop) as lease, self._listening(stop):
+                    await self._relay(stop, lease)
+                    backoff = 0.1
+            except Exception as exc:
+                log.warning(
+                    "relay interrupted (%s: %s); retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
 
-    async def _relay(self, stop: asyncio.Event) -> None:
+    async def _relay(self, stop: asyncio.Event, lease: _Lease) -> None:
         connection = await connect(self.amqp_url, "lightning-relay", stop)
         if connection is None:
             return
@@ -107,6 +111,7 @@ class Relay:
                     batch = await anyio.to_thread.run_sync(
                         self.store.read_stored, position, self.batch
                     )
+                    await lease.check()
                     if not batch:
                         await self._idle(stop)
                         continue
@@ -177,11 +182,11 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     @contextlib.asynccontextmanager
-    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[None]:
+    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[_Lease]:
         """Hold a session advisory lock while relaying (PostgreSQL), so one relay is active."""
         backend = self.store.backend
         if not isinstance(backend, PostgresBackend):
-            yield
+            yield _Lease(None)
             return
         conn = await psycopg.AsyncConnection.connect(backend.location.conninfo(), autocommit=True)
         try:
@@ -196,7 +201,7 @@ class Relay:
                     announced = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 2.0)
-            yield
+            yield _Lease(conn)
         finally:
             await conn.close()
 
@@ -233,3 +238,18 @@ class _Recorder:
                 await self._task
         with contextlib.suppress(Exception):
             await self._write()
+
+
+class _Lease:
+    """The advisory lock's connection: if it is gone, so is the lock (PostgreSQL released it and
+    a standby may be relaying), so ``check`` raises and the relay stops and competes again."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        self._conn = conn
+        self._checked = time.monotonic()
+
+    async def check(self, every: float = 1.0) -> None:
+        if self._conn is None or time.monotonic() - self._checked < every:
+            return
+        await self._conn.execute("SELECT 1")
+        self._checked = time.monotonic()

@@ -180,6 +180,8 @@ def _issue(command: IssueApiKey, state: ApiKey | None) -> list[ApiKeyEvent]:
 
 
 def _rotate(command: RotateApiKey, state: ApiKey) -> list[ApiKeyEvent]:
+    if hmac.compare_digest(state.secret_hash, command.secret_hash):
+        return []  # this very rotation is already recorded (a retried command)
     if state.status != "active" or _has_expired(state, command.at):
         raise Conflict(f"API key {state.id} is {_status_at(state, command.at)} and can't rotate")
     grace = command.grace_period

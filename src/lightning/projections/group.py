@@ -21,8 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from eventsourcing.persistence import IntegrityError
-
+from ..store.backends import TRANSIENT
 from ..store.envelope import Envelope, format_time
 from ..store.event_store import EventStore
 from .base import Projection
@@ -88,8 +87,8 @@ class ProjectionGroup:
                 try:
                     projection.apply_batch(tx, mine)
                     self.store.record(tx, projection.name, mine[-1].position)
-                except IntegrityError:
-                    raise  # a tracking conflict is not this projection's fault: retry it all
+                except TRANSIENT:
+                    raise  # the database, not this projection: retry the whole batch later
                 except Exception as exc:
                     tx.execute(f"ROLLBACK TO SAVEPOINT {projection.name}")
                     failures[projection.name] = exc

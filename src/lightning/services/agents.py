@@ -41,11 +41,20 @@ class AgentService:
         command = parse(agents.RegisterAgent, agent_id=ctx.new_id(), **fields)
         return self._register(ctx, command)
 
-    @retry_on_conflict
     def _register(self, ctx: Context, command: agents.RegisterAgent) -> AgentResult:
-        # The id was minted (uuid4) for this command, so its stream is empty: no read needed.
-        # A conflict here is on the name reservation, which _reserve reloads on every attempt.
-        current: Loaded[agents.Agent | None] = Loaded(None, 0, [])
+        # The id was minted (uuid4) for this command, so its stream is empty on the first try:
+        # no read needed. A retry reads it: the conflict was most likely on the name
+        # reservation, but it may be that a commit whose answer was lost did go through, and
+        # then deciding again on the stored agent finds the command already satisfied.
+        attempts = iter(range(10_000))
+        return retry_on_conflict(lambda: self._register_once(ctx, command, next(attempts) > 0))()
+
+    def _register_once(
+        self, ctx: Context, command: agents.RegisterAgent, reload: bool
+    ) -> AgentResult:
+        current: Loaded[agents.Agent | None] = (
+            self._load(command.agent_id) if reload else Loaded(None, 0, [])
+        )
         events = agents.decide(command, current.state, self.catalogue)
         envelopes = stamp(ctx, command.agent_id, current.version, events)
         if events:

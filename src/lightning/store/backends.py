@@ -4,6 +4,7 @@ plus the few reads they lack (a stream with its global positions)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,13 +14,25 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Notification
+import psycopg
+from eventsourcing.persistence import ApplicationRecorder, Notification, PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 EVENTS_TABLE = "stored_events"
 
 Row = dict[str, Any]
+
+# Errors of the database or of a race with another worker, not of a projection's code: they
+# abort the whole batch (nothing recorded) so that it is retried, instead of stalling anyone.
+TRANSIENT = (
+    PersistenceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.IntegrityError,
+    sqlite3.OperationalError,
+    sqlite3.IntegrityError,
+)
 
 
 class Tx:
