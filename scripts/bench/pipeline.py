@@ -8,8 +8,9 @@ What it measures, for each client concurrency (threads; default 1, 8 and 64):
 * **append-to-projection lag** (Lightning only): for each command, the time from its append
   returning (the service call's result, which carries the command's last position) to the moment
   the ``audit_log`` read model's tracking position (``projection_tracking.notification_id``)
-  reaches that position. A sampler thread polls the position every 5 ms (--sample-interval) on its own
-  psycopg connection and records when each new position is first seen; lag = seen - returned
+  reaches that position. A sampler thread polls the position every 5 ms (--sample-interval) on
+  its own psycopg connection and records when each new position is first seen; lag = seen -
+  returned
   (0 if the read model was already there). p50/p99 are over every command of a run.
 
 The three systems:
