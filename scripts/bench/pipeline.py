@@ -75,6 +75,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lightning.bootstrap import Lightning
+from lightning.bus.rabbitmq import Topology
 from lightning.config import Settings
 from lightning.services import SYSTEM, Context
 from lightning.store.backends import open_backend
@@ -548,24 +549,7 @@ class Cluster:
     async def delete_topology(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            name = f"{self.queue_prefix}.projections"
-            for queue in (name, f"{name}.dead"):
-                await self._delete(connection, queue, is_queue=True)
-            for exchange in (self.exchange, self.exchange + ".dead-letter"):
-                await self._delete(connection, exchange, is_queue=False)
-
-    @staticmethod
-    async def _delete(connection: Any, name: str, *, is_queue: bool) -> None:
-        # One channel per deletion: a broker error closes the channel it happened on.
-        try:
-            channel = await connection.channel()
-            async with channel:
-                if is_queue:
-                    await channel.queue_delete(name)
-                else:
-                    await channel.exchange_delete(name)
-        except Exception as exc:
-            log(f"could not delete {'queue' if is_queue else 'exchange'} {name}: {exc}")
+            await Topology.from_settings(self.settings()).delete(connection)
 
 
 def migrate(url: str) -> None:

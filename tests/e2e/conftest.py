@@ -157,13 +157,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
 async def delete_topology(amqp_url: str, exchange: str, prefix: str) -> None:
     import aio_pika
 
+    from lightning.bus.rabbitmq import Topology
+
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        channel = await connection.channel()
-        for queue in (f"{prefix}.projections", f"{prefix}.projections.dead"):
-            await channel.queue_delete(queue)
-        await channel.exchange_delete(exchange)
-        await channel.exchange_delete(exchange + ".dead-letter")
+        await Topology(exchange, prefix, delivery_limit=5).delete(connection)
 
 
 @pytest.fixture

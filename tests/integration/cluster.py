@@ -18,6 +18,7 @@ from typing import Any
 import aio_pika
 
 from lightning.bootstrap import Lightning
+from lightning.bus.rabbitmq import Topology
 from lightning.config import Settings
 from lightning.replay import replay
 
@@ -97,12 +98,7 @@ class Cluster:
     async def _delete_topology(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            channel = await connection.channel()
-            queue = f"{self.queue_prefix}.projections"
-            for q in (queue, f"{queue}.dead"):
-                await channel.queue_delete(q)
-            await channel.exchange_delete(self.exchange)
-            await channel.exchange_delete(self.exchange + ".dead-letter")
+            await Topology.from_settings(self.settings()).delete(connection)
 
     async def dead_letters(self) -> list[bytes]:
         """Take every message out of the projection builders' dead-letter queue."""

@@ -115,9 +115,12 @@ class ConsumerThread:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the batch in hand (it commits or rolls back as a whole)."""
         self._stop.set()
         self._inbox.put(())
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            log.error("consumer %s did not stop within 60 s", self.consumer.name)
 
     def _run(self) -> None:
         backoff = 0.1

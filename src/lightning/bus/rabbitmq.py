@@ -73,7 +73,11 @@ class Topology:
         )
         queue_name = self.queue_name(name)
         dead = await channel.declare_queue(
-            f"{queue_name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+            f"{queue_name}.dead",
+            durable=True,
+            # Dead letters are for inspection (the store holds every event regardless), so a
+            # flood of garbage must not fill the broker's disk: keep the newest 100,000.
+            arguments={"x-queue-type": "quorum", "x-max-length": 100_000},
         )
         await dead.bind(dead_exchange, routing_key=queue_name)
         queue = await channel.declare_queue(
@@ -89,6 +93,30 @@ class Topology:
         )
         await queue.bind(exchange, routing_key=binding)
         return queue
+
+    async def delete(
+        self, connection: AbstractConnection, consumers: tuple[str, ...] = ("projections",)
+    ) -> None:
+        """Remove the consumers' queues (and dead-letter queues) and the exchanges: for tests,
+        benchmarks and tearing down a deployment. Each deletion gets its own channel, since a
+        broker error closes the channel it happened on."""
+        names = [
+            q
+            for name in consumers
+            for q in (self.queue_name(name), f"{self.queue_name(name)}.dead")
+        ]
+        for name, is_queue in [(q, True) for q in names] + [
+            (self.exchange, False),
+            (self.dead_letter_exchange, False),
+        ]:
+            try:
+                async with await connection.channel() as channel:
+                    if is_queue:
+                        await channel.queue_delete(name)
+                    else:
+                        await channel.exchange_delete(name)
+            except AMQPError as exc:
+                log.warning("could not delete %s: %s", name, exc)
 
 
 def to_message(notification: Notification, previous: int) -> aio_pika.Message:
