@@ -20,6 +20,12 @@ from .store.migrations import Migrator
 log = logging.getLogger(__name__)
 
 
+def catalogue_from(settings: Settings) -> Catalogue:
+    if settings.model_catalogue is None:
+        return Catalogue()
+    return Catalogue({p: tuple(models) for p, models in settings.model_catalogue.items()})
+
+
 def prepare_schema(backend: Backend) -> None:
     """The embedded default migrates itself; PostgreSQL must have been migrated by an operator
     (``lightning db migrate``) so that no server or worker changes a shared schema on its own."""
@@ -67,7 +73,7 @@ class Lightning:
             store=store,
             projections=projections,
             read_models=ReadModels(read_store),
-            agents=AgentService(store, Catalogue()),
+            agents=AgentService(store, catalogue_from(settings)),
             api_keys=ApiKeyService(store, admin_secret),
         )
         if not settings.is_distributed:

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     )
     encryption_key: SecretStr | None = None
     webhook_allow_private: bool = False
+    model_catalogue: dict[str, list[str]] | None = Field(
+        default=None,
+        description="provider -> models, as JSON; unset = the defaults of DESIGN §4",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     consistency_timeout: float = Field(

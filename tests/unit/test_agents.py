@@ -153,3 +153,15 @@ def test_evolve_ignores_events_it_does_not_know() -> None:
     after = agents.evolve(state, ApiKeyRevoked(), AGENT)
     assert after is not None and state is not None
     assert after.config == state.config
+
+
+def test_the_catalogue_is_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.bootstrap import catalogue_from
+    from lightning.config import Settings
+
+    monkeypatch.setenv("LIGHTNING_MODEL_CATALOGUE", '{"grok": ["grok-4"], "local": ["llama-3"]}')
+    catalogue = catalogue_from(Settings())
+    [event] = agents.decide(register(provider="local", model="llama-3"), None, catalogue)
+    assert isinstance(event, AgentRegistered) and event.model == "llama-3"
+    with pytest.raises(ValidationFailed):
+        agents.decide(register(), None, catalogue)  # grok-code-fast-1 is no longer offered
