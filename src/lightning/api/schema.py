@@ -15,6 +15,7 @@ import anyio.to_thread
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.permission import BasePermission
+from strawberry.schema.config import StrawberryConfig
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -23,7 +24,7 @@ from ..domain.errors import NotFound, Unauthenticated, ValidationFailed
 from ..domain.registry import EVENT_CLASSES
 from ..services import Context, Principal
 from ..services.common import Permission
-from ..store.envelope import Envelope
+from ..store.envelope import Envelope, format_time
 from .errors import ErrorCodes
 from .feed import EventFeed, matcher
 from .types import (
@@ -398,7 +399,27 @@ class _Schema(strawberry.Schema):
             log.debug("GraphQL error: %s", error.message)
 
 
+def _parse_time(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(f"{value!r} is not an ISO-8601 date-time") from None
+
+
+# Times leave in UTC with a Z, exactly as in the event envelope (DESIGN §3).
+UTCDateTime = strawberry.scalar(
+    name="DateTime",
+    description="ISO-8601 date-time; output in UTC: 2026-11-23T10:00:00.000000Z",
+    serialize=lambda value: format_time(value if value.tzinfo else value.replace(tzinfo=UTC)),
+    parse_value=_parse_time,
+)
+
+
 def build_schema() -> strawberry.Schema:
     return _Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=[ErrorCodes]
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[ErrorCodes],
+        config=StrawberryConfig(scalar_map={datetime: UTCDateTime}),
     )
