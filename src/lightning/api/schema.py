@@ -15,8 +15,8 @@ import anyio.to_thread
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.permission import BasePermission
-from strawberry.schema.config import StrawberryConfig
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from ..bootstrap import Lightning

@@ -72,7 +72,7 @@ class ApiKeyService:
             name=name,
             role=role,
             secret_hash=hash_secret(secret),
-            issued_at=ctx.now(),
+            issued_at=ctx.at,
             expires_at=expires_at,
             rotation_policy=rotation_policy,
         )
@@ -93,7 +93,7 @@ class ApiKeyService:
             api_keys.RotateApiKey,
             key_id=key_id,
             secret_hash=hash_secret(secret),
-            at=ctx.now(),
+            at=ctx.at,
             grace_period=grace,
             compromised=compromised,
         )
@@ -105,11 +105,11 @@ class ApiKeyService:
 
     def retire_previous_secret(self, ctx: Context, key_id: UUID) -> KeyResult:
         ctx.principal.require("administer")
-        return self._handle(ctx, api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.now()))
+        return self._handle(ctx, api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.at))
 
     def expire(self, ctx: Context, key_id: UUID) -> KeyResult:
         ctx.principal.require("administer")
-        return self._handle(ctx, api_keys.ExpireApiKey(key_id=key_id, at=ctx.now()))
+        return self._handle(ctx, api_keys.ExpireApiKey(key_id=key_id, at=ctx.at))
 
     @retry_on_conflict
     def _handle(

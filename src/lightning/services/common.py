@@ -3,6 +3,7 @@ stamping envelopes, and retrying optimistic-concurrency conflicts."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,13 +56,19 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a command needs from outside the domain; tests pin ``now`` and ``new_id``."""
+    """Everything a command needs from outside the domain; tests pin ``now`` and ``new_id``.
+    One per command: its time and correlation id are that command's."""
 
     principal: Principal
     correlation_id: UUID = field(default_factory=uuid4)
     causation_id: UUID | None = None
     now: Callable[[], datetime] = utc_now
     new_id: Callable[[], UUID] = uuid4
+
+    @functools.cached_property
+    def at(self) -> datetime:
+        """The command's time: read once, so all its events (and its checks) share it."""
+        return self.now()
 
     @property
     def meta(self) -> Metadata:
@@ -103,7 +110,7 @@ def load(
 def stamp(
     ctx: Context, aggregate_id: UUID, after_version: int, events: Sequence[DomainEvent]
 ) -> list[Envelope]:
-    at = ctx.now()
+    at = ctx.at
     return [
         pending(
             event,
