@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    DataError,
     IntegrityError,
+    InternalError,
+    NotSupportedError,
     PersistenceError,
+    ProgrammingError,
     StoredEvent,
 )
 
@@ -103,23 +107,16 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Append]) -> None:
         try:
             last = self._insert(batch)
-        except IntegrityError:
-            if len(batch) == 1:
-                batch[0].error = ConcurrencyConflict(
-                    "another command changed the same aggregate first"
-                )
-            else:
+        except Exception as exc:
+            if len(batch) > 1 and isinstance(exc, _ONE_COMMANDS_FAULT):
+                # Most likely one command's doing (a version conflict, bad data): retry them one
+                # by one, so only that command fails and the others commit.
                 for request in batch:
                     self._commit([request])
                 return
-        except PersistenceError as exc:
-            log.warning("append failed: %s", exc)
+            error = _reported(exc)
             for request in batch:
-                request.error = Unavailable(f"the event store is unavailable: {exc}")
-        except Exception as exc:  # a bug, not an outage: report it to every waiting caller
-            log.exception("append failed")
-            for request in batch:
-                request.error = exc
+                request.error = error
         else:
             self._notify(last)
         for request in batch:
@@ -143,3 +140,26 @@ class GroupCommitWriter:
             request.positions = positions[offset : offset + len(request.events)]
             offset += len(request.events)
         return positions[-1]
+
+
+_ONE_COMMANDS_FAULT = (
+    IntegrityError,
+    DataError,
+    ProgrammingError,
+    InternalError,
+    NotSupportedError,
+)
+
+
+def _reported(exc: Exception) -> Exception:
+    """What the waiting caller is told for a failed append."""
+    if isinstance(exc, IntegrityError):
+        return ConcurrencyConflict("another command changed the same aggregate first")
+    if isinstance(exc, _ONE_COMMANDS_FAULT):
+        log.error("append refused by the database: %s", exc)
+        return Unavailable("the event store refused the append")
+    if isinstance(exc, PersistenceError):
+        log.warning("append failed: %s", exc)
+        return Unavailable(f"the event store is unavailable: {exc}")
+    log.error("append failed", exc_info=exc)  # a bug, not an outage
+    return exc
