@@ -247,3 +247,20 @@ def test_a_failing_projection_stalls_alone_and_is_never_skipped(lightning: Light
     assert store.position("agents") == newest.position
     assert_agents_equal_fold_of_log(lightning)
     assert {s.name: s.status for s in lightning.projections.statuses()}["agents"] == "running"
+
+
+def test_a_projection_nobody_reports_for_is_stale(lightning: Lightning) -> None:
+    populate(lightning, 1)
+    c = group_consumer(lightning)
+    c.catch_up()
+    c.heartbeat()
+    assert {s.status for s in lightning.projections.statuses()} == {"running"}
+    long_ago = "2026-01-01T00:00:00.000000Z"
+    with lightning.projections.read_store.transaction(commit=True) as tx:
+        tx.execute("UPDATE projection_status SET updated_at = ?", (long_ago,))
+    stale = {s.name: s for s in lightning.projections.statuses()}
+    assert stale["agents"].status == "stale" and "no worker has reported" in (
+        stale["agents"].error or ""
+    )
+    c.heartbeat()
+    assert {s.status for s in lightning.projections.statuses()} == {"running"}

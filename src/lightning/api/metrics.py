@@ -29,10 +29,17 @@ def metrics_response(app: Lightning) -> Response[bytes]:
         ["projection"],
         registry=registry,
     )
+    stale = Gauge(
+        "lightning_projection_stale",
+        "1 if no worker has reported for this projection lately",
+        ["projection"],
+        registry=registry,
+    )
     statuses = app.projections.statuses()
     head.set(max((s.position + s.lag for s in statuses), default=0))
     for s in statuses:
         position.labels(s.name).set(s.position)
         lag.labels(s.name).set(s.lag)
         stalled.labels(s.name).set(1 if s.status == "stalled" else 0)
+        stale.labels(s.name).set(1 if s.status == "stale" else 0)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,7 @@ from .consumer import Delivery, TrackedConsumer
 from .rabbitmq import MalformedMessage, Topology, closed_event, connect, to_delivery
 
 log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 10.0  # keep in step with projections.runner.HEARTBEAT
 
 StatusCallback = Callable[[str, str, str | None], None]
 
@@ -90,7 +91,20 @@ class QueueConsumer:
                 return
             await queue.consume(self._inbox.put)
             await self._set_status("running", None)
-            await self._process(stop, closed)
+            beats = asyncio.create_task(self._heartbeats(stop))
+            try:
+                await self._process(stop, closed)
+            finally:
+                beats.cancel()
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await anyio.to_thread.run_sync(self.consumer.heartbeat)
+            except Exception as exc:  # the next one may succeed; batches report their own errors
+                log.warning("%s: heartbeat failed: %s", self.name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
 
     async def _catch_up(self, stop: asyncio.Event) -> bool:
         """Apply what the store holds beyond our position; retry (stalled) until it works."""

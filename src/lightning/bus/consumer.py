@@ -91,6 +91,12 @@ class TrackedConsumer:
     def reset(self) -> None:
         self._position = None
 
+    def heartbeat(self) -> None:
+        """Report liveness, if the handler keeps such a record (the projection group does)."""
+        beat = getattr(self.handler, "heartbeat", None)
+        if beat is not None:
+            beat()
+
     def _apply(self, envelopes: Sequence[Envelope]) -> None:
         try:
             self.handler.handle(envelopes)

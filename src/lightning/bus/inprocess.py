@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from ..store.event_store import EventStore
 from .consumer import Delivery, TrackedConsumer
 
 log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 10.0  # keep in step with projections.runner.HEARTBEAT
 
 Subscriber = Callable[[Sequence[Delivery]], None]
 
@@ -125,8 +127,12 @@ class ConsumerThread:
     def _run(self) -> None:
         backoff = 0.1
         needs_catch_up = True
+        last_beat = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    self.consumer.heartbeat()
+                    last_beat = time.monotonic()
                 if needs_catch_up:
                     self._progress(self.consumer.catch_up())
                     needs_catch_up = False

@@ -108,6 +108,10 @@ class ProjectionGroup:
             return missing[:RETRY_PAGE]  # far behind: a page now, the rest in later batches
         return missing + mine
 
+    def heartbeat(self) -> None:
+        """Tell ``projections status`` that a worker is alive for every projection here."""
+        self.store.heartbeat([p.name for p in self.projections], format_time(datetime.now(UTC)))
+
     def _report(self, advanced: dict[str, int], failures: dict[str, Exception]) -> None:
         for name, position in advanced.items():
             self.stalled.pop(name, None)

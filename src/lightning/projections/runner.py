@@ -51,6 +51,10 @@ class ProjectionStatus:
     error: str | None
 
 
+HEARTBEAT = 10.0  # seconds between a running worker's reports
+STALE_AFTER = 3 * HEARTBEAT
+
+
 class Progress:
     """In-process notification of projection progress, so waiting is not polling."""
 
@@ -105,14 +109,19 @@ class Projections:
     def statuses(self) -> list[ProjectionStatus]:
         head = self.event_store.max_position()
         recorded = self.read_store.statuses()
+        now = datetime.now(UTC)
         result = []
         for name in self.names():
             position = self.read_store.position(name)
             row = recorded.get(name, {})
             status = row.get("status") or ("running" if position >= head else "catching_up")
-            result.append(
-                ProjectionStatus(name, position, max(head - position, 0), status, row.get("error"))
-            )
+            error = row.get("error")
+            if status == "running" and row.get("updated_at"):
+                silent = (now - datetime.fromisoformat(row["updated_at"])).total_seconds()
+                if silent > STALE_AFTER:
+                    # Workers report every HEARTBEAT seconds: none is running this projection.
+                    status, error = "stale", f"no worker has reported for {silent:.0f}s"
+            result.append(ProjectionStatus(name, position, max(head - position, 0), status, error))
         return result
 
     def record_status(self, name: str, status: str, error: str | None) -> None:

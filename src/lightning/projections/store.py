@@ -79,6 +79,16 @@ class ReadStore(ABC):
                 (name, status, error, at),
             )
 
+    def heartbeat(self, names: Sequence[str], at: str) -> None:
+        """A worker is alive and applying these projections (status and error unchanged)."""
+        with self.transaction(commit=True) as tx:
+            tx.execute_many(
+                "INSERT INTO projection_status (name, status, error, updated_at)"
+                " VALUES (?, 'running', NULL, ?)"
+                " ON CONFLICT (name) DO UPDATE SET updated_at=excluded.updated_at",
+                [(name, at) for name in names],
+            )
+
     def statuses(self) -> dict[str, Row]:
         return {row["name"]: row for row in self.read("SELECT * FROM projection_status")}
 
