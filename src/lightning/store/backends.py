@@ -94,7 +94,8 @@ class Backend(ABC):
     @abstractmethod
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
-        """One database transaction (rolled back on error, or when ``commit`` is False)."""
+        """One database transaction, committed at the end (rolled back on error). With
+        ``commit=False`` it is for reading only (on PostgreSQL: no transaction block at all)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -214,8 +215,9 @@ class PostgresBackend(Backend):
         if to_version is not None:
             sql += SQL(" AND originator_version<=%s")
             params.append(to_version)
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql + SQL(" ORDER BY originator_version"), params)
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            # One statement: no BEGIN/ROLLBACK round trips around it (autocommit connection).
+            c.execute(sql + SQL(" ORDER BY originator_version"), params, prepare=True)
             return [
                 Notification(
                     id=row["notification_id"],
@@ -229,7 +231,13 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
-        with self.datastore.transaction(commit=commit) as cursor:
+        if not commit:
+            # Read-only use: statements run on an autocommit connection, each atomic on its
+            # own, which spares the BEGIN and ROLLBACK round trips. (Don't write in here.)
+            with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+                yield Tx(cursor, postgres=True)
+            return
+        with self.datastore.transaction(commit=True) as cursor:
             yield Tx(cursor, postgres=True)
 
     def close(self) -> None:
