@@ -31,12 +31,8 @@ def populate(app: Lightning, n: int = 5) -> None:
     app.api_keys.issue(CTX, name="ci", role="viewer")
 
 
-def deliveries(envelopes: Sequence[Envelope], previous: int = 0) -> list[Delivery]:
-    result = []
-    for e in envelopes:
-        result.append(Delivery(e, previous))
-        previous = e.position
-    return result
+def deliveries(envelopes: Sequence[Envelope]) -> list[Delivery]:
+    return [Delivery(e) for e in envelopes]
 
 
 def consumer(app: Lightning, name: str) -> TrackedConsumer:
@@ -82,7 +78,7 @@ def test_redelivery_changes_nothing(lightning: Lightning) -> None:
     for name in lightning.projections.names():
         fresh = consumer(lightning, name)  # as after a restart: position read from the database
         fresh.deliver(deliveries(log))
-        fresh.deliver(deliveries(log[3:7], log[2].position))
+        fresh.deliver(deliveries(log[3:7]))
     assert {t: rows(lightning, t) for t in before} == before
     assert_agents_equal_fold_of_log(lightning)
 
@@ -91,16 +87,16 @@ def test_gap_is_filled_from_the_store(lightning: Lightning) -> None:
     populate(lightning)
     log = list(lightning.store.iterate(0))
     c = consumer(lightning, "audit_log")
-    # Only the last message arrives; it says the publisher sent something before it.
-    c.deliver([Delivery(log[-1], log[-2].position)])
+    # Only the last message arrives: everything before it is read from the store.
+    c.deliver([Delivery(log[-1])])
     assert [r["position"] for r in rows(lightning, "audit_log")] == [e.position for e in log]
 
 
-def test_unknown_previous_position_is_checked_against_the_store(lightning: Lightning) -> None:
+def test_messages_with_holes_between_them_are_filled_from_the_store(lightning: Lightning) -> None:
     populate(lightning)
     log = list(lightning.store.iterate(0))
     c = consumer(lightning, "audit_log")
-    c.deliver([Delivery(log[0], None), Delivery(log[5], None)])
+    c.deliver([Delivery(log[0]), Delivery(log[5])])
     assert [r["position"] for r in rows(lightning, "audit_log")] == [e.position for e in log[:6]]
 
 
@@ -170,12 +166,12 @@ def test_a_message_the_store_never_held_is_not_applied(lightning: Lightning) -> 
     log = list(lightning.store.iterate(0))
     c = group_consumer(lightning)
     foreign = log[2].model_copy(update={"id": UUID(int=777), "position": log[-1].position + 500})
-    c.deliver([Delivery(foreign, log[-1].position + 499)])
+    c.deliver([Delivery(foreign)])
     # It only told the consumer to read the store up to there: the store's events are applied,
     # nothing beyond the store's head is recorded, and new real events still arrive.
     assert lightning.projections.read_store.position("audit_log") == log[-1].position
     later = lightning.agents.register(CTX, name="later", provider="grok", model="grok-code-fast-1")
-    c.deliver([Delivery(lightning.store.get(later.position), None)])  # type: ignore[arg-type]
+    c.deliver([Delivery(lightning.store.get(later.position))])  # type: ignore[arg-type]
     assert_agents_equal_fold_of_log(lightning)
 
 
@@ -195,7 +191,7 @@ def test_a_tracking_row_rolled_back_under_a_running_consumer_is_refilled(
         )
         tx.execute("DELETE FROM audit_log WHERE position > ?", (log[4].position,))
     # The consumer still believes it is at log[10]; the next delivery must not skip 5..10.
-    c.deliver([Delivery(log[-1], log[-2].position)])
+    c.deliver([Delivery(log[-1])])
     assert_agents_equal_fold_of_log(lightning)
 
 
@@ -234,14 +230,14 @@ def test_a_failing_projection_stalls_alone_and_is_never_skipped(lightning: Light
     assert status["agents"].status == "stalled" and "cannot apply" in (status["agents"].error or "")
     # More events arrive; it stays where it is, retried each time, and reported.
     more = lightning.agents.register(CTX, name="more", provider="grok", model="grok-code-fast-1")
-    c.deliver([Delivery(lightning.store.get(more.position), None)])  # type: ignore[arg-type]
+    c.deliver([Delivery(lightning.store.get(more.position))])  # type: ignore[arg-type]
     assert store.position("agents") < log[3].position
     assert store.position("audit_log") == more.position
     failing.healed = True
     newest = lightning.agents.register(
         CTX, name="newest", provider="grok", model="grok-code-fast-1"
     )
-    c.deliver([Delivery(lightning.store.get(newest.position), None)])  # type: ignore[arg-type]
+    c.deliver([Delivery(lightning.store.get(newest.position))])  # type: ignore[arg-type]
     c.reset()
     c.catch_up()
     assert store.position("agents") == newest.position

@@ -27,31 +27,20 @@ from tenacity import (
 
 from ..config import Settings
 from ..store.backends import TRANSIENT
-from .consumer import Delivery, TrackedConsumer
+from .consumer import HEARTBEAT_SECONDS, Delivery, TrackedConsumer
 from .rabbitmq import MalformedMessage, Topology, closed_event, connect, to_delivery
 
 log = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 10.0  # keep in step with projections.runner.HEARTBEAT
-
-StatusCallback = Callable[[str, str, str | None], None]
 
 
 class QueueConsumer:
-    def __init__(
-        self,
-        settings: Settings,
-        consumer: TrackedConsumer,
-        *,
-        on_status: StatusCallback | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, consumer: TrackedConsumer) -> None:
         if settings.amqp_url is None:
             raise ValueError("a queue consumer needs LIGHTNING_AMQP_URL")
         self.amqp_url: str = settings.amqp_url
         self.consumer = consumer
         self.topology = Topology.from_settings(settings)
         self.prefetch = settings.prefetch
-        self.on_status = on_status
-        self.status: tuple[str, str | None] = ("starting", None)
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping = asyncio.Event()
 
@@ -90,7 +79,6 @@ class QueueConsumer:
             if not await self._catch_up(stop):
                 return
             await queue.consume(self._inbox.put)
-            await self._set_status("running", None)
             beats = asyncio.create_task(self._heartbeats(stop))
             try:
                 await self._process(stop, closed)
@@ -107,15 +95,14 @@ class QueueConsumer:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
 
     async def _catch_up(self, stop: asyncio.Event) -> bool:
-        """Apply what the store holds beyond our position; retry (stalled) until it works."""
+        """Apply what the store holds beyond our position; retry until it works."""
         backoff = 0.5
         while not stop.is_set():
             try:
                 await self._call_db(self.consumer.catch_up)
                 return True
-            except Exception as exc:
+            except Exception:
                 log.exception("%s: catching up from the store failed", self.name)
-                await self._set_status("stalled", f"{type(exc).__name__}: {exc}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -167,17 +154,16 @@ class QueueConsumer:
             return True
         try:
             await self._call_db(self.consumer.deliver, deliveries)
-        except Exception as exc:
+        except Exception:
+            # Not a projection's failure (those stall the projection alone, see
+            # projections.group): redelivered until the delivery limit dead-letters it.
             log.exception("%s: applying %d event(s) failed", self.name, len(good))
-            await self._set_status("stalled", f"{type(exc).__name__}: {exc}")
             for message in good:
                 await message.nack(requeue=True)
             return False
         # One ack for the batch: the messages arrived in this order on this channel, and the
         # malformed ones among them were already rejected.
         await good[-1].ack(multiple=True)
-        if self.status[0] != "running":
-            await self._set_status("running", None)
         return True
 
     async def _call_db(self, fn: Callable[..., int], *args: object) -> int:
@@ -202,11 +188,3 @@ class QueueConsumer:
                     self.consumer.reset()  # re-read the recorded position on the next try
                     raise
         raise AssertionError("unreachable")
-
-    async def _set_status(self, status: str, error: str | None) -> None:
-        self.status = (status, error)
-        if self.on_status is not None:
-            try:
-                await anyio.to_thread.run_sync(self.on_status, self.name, status, error)
-            except Exception:
-                log.exception("could not record the status of %s", self.name)

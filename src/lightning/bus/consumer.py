@@ -29,12 +29,15 @@ from ..store.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_SECONDS = 10.0  # how often a running consumer reports that it is alive
+
 
 @dataclass(frozen=True)
 class Delivery:
+    """A message from a transport: how far the store has got (its position) and, for the
+    transport's own checks, the envelope it carried."""
+
     envelope: Envelope
-    # The position the publisher published just before this one (None: unknown, so check).
-    previous: int | None = None
 
 
 class Handler(Protocol):

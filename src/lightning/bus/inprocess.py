@@ -1,6 +1,6 @@
 """The embedded transport: an in-process relay that follows the event store and fans envelopes out
-to subscribers, each on its own thread. Same contract as the RabbitMQ path: deliveries carry the
-previous published position, and consumers fill any gap from the store."""
+to subscribers, each on its own thread. Same contract as the RabbitMQ path: a delivery says how far
+the store has got, and consumers read the events themselves from the store."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 from ..store.event_store import EventStore
-from .consumer import Delivery, TrackedConsumer
+from .consumer import HEARTBEAT_SECONDS, Delivery, TrackedConsumer
 
 log = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 10.0  # keep in step with projections.runner.HEARTBEAT
 
 Subscriber = Callable[[Sequence[Delivery]], None]
 
@@ -74,37 +72,25 @@ class InProcessBus:
             batch = self._store.read(self._published, self._page)
             if not batch:
                 return
-            deliveries, previous = [], self._published
-            for envelope in batch:
-                deliveries.append(Delivery(envelope, previous))
-                previous = envelope.position
+            deliveries = [Delivery(envelope) for envelope in batch]
             with self._lock:
                 subscribers = list(self._subscribers)
             for subscriber in subscribers:
                 subscriber(deliveries)
-            self._published = previous
+            self._published = batch[-1].position
 
 
 class ConsumerThread:
     """Runs one TrackedConsumer on its own thread, fed by the in-process bus.
 
-    On failure it marks itself stalled, backs off, and retries from the store, so nothing is
-    skipped: the failing event is retried until it applies (or an operator intervenes).
+    A failure of the consumer itself (the database is away) is logged, backed off and retried
+    from the store, so nothing is skipped; handlers report their own failures (a stalled
+    projection) where operators look: ``projections status``, health, metrics.
     """
 
-    def __init__(
-        self,
-        consumer: TrackedConsumer,
-        *,
-        on_progress: Callable[[str, int], None] | None = None,
-        on_status: Callable[[str, str, str | None], None] | None = None,
-    ) -> None:
+    def __init__(self, consumer: TrackedConsumer) -> None:
         self.consumer = consumer
-        self.status = "starting"
-        self.error: str | None = None
         self._inbox: queue.SimpleQueue[Sequence[Delivery]] = queue.SimpleQueue()
-        self._on_progress = on_progress
-        self._on_status = on_status
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"consumer-{consumer.name}", daemon=True
@@ -134,15 +120,14 @@ class ConsumerThread:
                     self.consumer.heartbeat()
                     last_beat = time.monotonic()
                 if needs_catch_up:
-                    self._progress(self.consumer.catch_up())
+                    self.consumer.catch_up()
                     needs_catch_up = False
-                    self._set_status("running", None)
                     backoff = 0.1
                 self._drain()
-            except Exception as exc:
-                log.exception("consumer %s failed", self.consumer.name)
+            except Exception:
+                # The database, not a handler (handlers report their own failures): retry.
+                log.exception("consumer %s failed; retrying from the store", self.consumer.name)
                 self.consumer.reset()
-                self._set_status("stalled", f"{type(exc).__name__}: {exc}")
                 needs_catch_up = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -159,22 +144,4 @@ class ConsumerThread:
             except queue.Empty:
                 break
         if deliveries:
-            self._progress(self.consumer.deliver(deliveries))
-
-    def _progress(self, position: int) -> None:
-        if self._on_progress is not None:
-            self._on_progress(self.consumer.name, position)
-
-    def _set_status(self, status: str, error: str | None) -> None:
-        if (status, error) == (self.status, self.error):
-            return
-        self.status, self.error = status, error
-        if self._on_status is not None:
-            try:
-                self._on_status(self.consumer.name, status, error)
-            except Exception:
-                log.exception("could not record status of %s", self.consumer.name)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+            self.consumer.deliver(deliveries)

@@ -8,8 +8,8 @@
   dead-letter exchange, so a message that keeps failing ends in ``<queue>.dead`` instead of
   looping for ever or being dropped.
 * Message: body = the envelope JSON; persistent; ``message_id`` = event id; headers carry the
-  ``position``, the ``previous_position`` the relay published before it (consumers detect a gap
-  with it) and the W3C trace context.
+  ``position``, the ``previous_position`` the relay published before it (for consumers outside
+  Lightning that want to detect a gap; Lightning's own read the store) and the W3C trace context.
 """
 
 from __future__ import annotations
@@ -176,7 +176,4 @@ def to_delivery(message: AbstractIncomingMessage) -> Delivery:
         envelope = Envelope.model_validate_json(message.body)
     except (ValueError, ValidationError) as exc:
         raise MalformedMessage(f"not an event envelope: {exc}") from exc
-    previous = (message.headers or {}).get("previous_position")
-    if previous is not None and not isinstance(previous, int):
-        raise MalformedMessage(f"previous_position header is not a number: {previous!r}")
-    return Delivery(envelope, previous)
+    return Delivery(envelope)

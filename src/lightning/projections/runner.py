@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..bus.consumer import HEARTBEAT_SECONDS, TrackedConsumer
 from ..domain.errors import Unavailable
-from ..store.envelope import Envelope, format_time
+from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 from .agents import AgentsProjection
 from .api_keys import ApiKeysProjection
@@ -51,8 +52,7 @@ class ProjectionStatus:
     error: str | None
 
 
-HEARTBEAT = 10.0  # seconds between a running worker's reports
-STALE_AFTER = 3 * HEARTBEAT
+STALE_AFTER = 3 * HEARTBEAT_SECONDS
 
 
 class Progress:
@@ -119,13 +119,10 @@ class Projections:
             if status == "running" and row.get("updated_at"):
                 silent = (now - datetime.fromisoformat(row["updated_at"])).total_seconds()
                 if silent > STALE_AFTER:
-                    # Workers report every HEARTBEAT seconds: none is running this projection.
+                    # Workers report every HEARTBEAT_SECONDS: none is running this projection.
                     status, error = "stale", f"no worker has reported for {silent:.0f}s"
             result.append(ProjectionStatus(name, position, max(head - position, 0), status, error))
         return result
-
-    def record_status(self, name: str, status: str, error: str | None) -> None:
-        self.read_store.set_status(name, status, error, format_time(datetime.now(UTC)))
 
     def wait_for(self, position: int, timeout: float, names: Sequence[str] | None = None) -> None:
         """Block until the named projections (default: all) have applied ``position``."""
@@ -153,8 +150,6 @@ class Projections:
 
     def rebuild(self, name: str) -> int:
         """Empty one projection and re-apply the whole log to it from the store."""
-        from ..bus.consumer import TrackedConsumer
-
         handler = self.handler(name)
         self.read_store.reset(name, handler.projection.tables)
         return TrackedConsumer(handler, self.event_store).catch_up()
