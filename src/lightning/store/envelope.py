@@ -19,7 +19,13 @@ REDACTED_FIELDS = frozenset({"secret_hash", "previous_secret_hash"})
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO-8601 in UTC with a Z. A time that has no UTC form (9999-12-31T23:00-12:00 is in the
+    year 10000 there; older versions accepted such expiries) keeps its own offset instead of
+    making what holds it unreadable."""
+    try:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        return value.isoformat(timespec="microseconds")
 
 
 class Envelope(BaseModel):

@@ -1,0 +1,167 @@
+"""Events already stored never become unreadable.
+
+``tests/fixtures/logs/`` holds logs written by an earlier version's own command handlers (every
+event type, and the odd values that version accepted; see ``write_log.py`` there). Each is loaded,
+byte for byte, into a fresh store on SQLite and on PostgreSQL and read back through every read
+model, GraphQL's ``stateAt``, ``history`` and list queries, and ``lightning events list``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+from typer.testing import CliRunner
+
+from lightning.api.schema import build_schema
+from lightning.bootstrap import Lightning
+from lightning.bus.consumer import TrackedConsumer
+from lightning.cli import app as cli
+from lightning.replay import replay
+from lightning.services import SYSTEM
+from lightning.store.envelope import Envelope
+
+LOGS = sorted((Path(__file__).parents[1] / "fixtures" / "logs").glob("*.jsonl"))
+
+
+@pytest.fixture(params=LOGS, ids=[p.stem for p in LOGS])
+def log_file(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.param
+    return path
+
+
+def load_log(app: Lightning, path: Path) -> list[dict[str, Any]]:
+    """Insert the stored events exactly as they were written; positions must come out the same."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        stored = StoredEvent(
+            originator_id=UUID(row["originator_id"]),
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=row["state"].encode(),
+        )
+        assert app.store.backend.recorder.insert_events([stored]) == [row["position"]]
+    return rows
+
+
+def holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(v) for v in value)
+    return False
+
+
+def nul_events(app: Lightning) -> list[Envelope]:
+    return [e for e in app.store.iterate(0) if e.aggregate_type == "agent" and holds_nul(e.data)]
+
+
+def test_every_read_model_is_built_from_the_log(lightning: Lightning, log_file: Path) -> None:
+    rows = load_log(lightning, log_file)
+    log = list(lightning.store.iterate(0))
+    assert [e.position for e in log] == [r["position"] for r in rows]
+    TrackedConsumer(lightning.projections.group(), lightning.store).catch_up()
+    store = lightning.projections.read_store
+
+    audit = store.read("SELECT * FROM audit_log ORDER BY position")
+    assert [(r["position"], r["event_id"], r["type"]) for r in audit] == [
+        (e.position, str(e.id), e.type) for e in log
+    ]
+    assert [json.loads(r["data"]) for r in audit] == [e.public_data() for e in log]
+
+    keys = {r["id"]: r for r in store.read("SELECT * FROM api_keys")}
+    key_ids = {e.aggregate_id for e in log if e.aggregate_type == "api_key"}
+    assert set(keys) == {str(k) for k in key_ids}
+    for key_id in key_ids:
+        state = replay(lightning, key_id)
+        row = keys[str(key_id)]
+        assert (row["version"], row["status"], row["name"]) == (
+            state.version,
+            state.state["status"],
+            state.state["name"],
+        )
+
+    agents = {r["id"]: r for r in store.read("SELECT * FROM agents")}
+    agent_ids = {e.aggregate_id for e in log if e.aggregate_type == "agent"}
+    poison = nul_events(lightning)
+    if lightning.store.backend.kind == "postgres":
+        # PostgreSQL text columns refuse NUL: today the agents projection stalls on the first
+        # such event, for every aggregate behind it (the bug of issue 10).
+        status = {s.name: s for s in lightning.projections.statuses()}["agents"]
+        assert status.status == "stalled" and "NUL" in (status.error or "")
+        assert store.position("agents") < poison[0].position
+        agent_ids = {UUID(k) for k in agents}
+    else:
+        assert store.position("agents") == log[-1].position
+    for agent_id in agent_ids:
+        state = replay(lightning, agent_id, to_version=agents[str(agent_id)]["version"])
+        row = agents[str(agent_id)]
+        assert row["description"] == state.state["config"]["description"]
+        assert json.loads(row["tools"]) == state.state["config"]["tools"]
+        assert (row["status"], row["config_version"]) == (
+            state.state["status"],
+            state.state["config_version"],
+        )
+
+
+async def test_graphql_reads_every_aggregate_at_every_version(
+    lightning: Lightning, log_file: Path
+) -> None:
+    load_log(lightning, log_file)
+    log = list(lightning.store.iterate(0))
+    TrackedConsumer(lightning.projections.group(), lightning.store).catch_up()
+    schema = build_schema()
+    context = {"lightning": lightning, "principal": SYSTEM, "feed": None}
+
+    async def data(query: str, **variables: object) -> Any:
+        result = await schema.execute(query, variable_values=variables, context_value=context)
+        assert result.errors is None, result.errors
+        return result.data
+
+    versions = {e.aggregate_id: e.version for e in log}
+    for aggregate_id, last in versions.items():
+        history = await data(
+            "query($id: ID!) { history(aggregateId: $id) { position version type data } }",
+            id=str(aggregate_id),
+        )
+        assert [h["version"] for h in history["history"]] == list(range(1, last + 1))
+        for version in range(1, last + 1):
+            state = await data(
+                "query($id: ID!, $v: Int) { stateAt(aggregateId: $id, version: $v)"
+                " { aggregateType version position occurredAt state } }",
+                id=str(aggregate_id),
+                v=version,
+            )
+            assert state["stateAt"]["version"] == version
+    listed = await data(
+        "{ agents(first: 500) { edges { node { id name description tools status } } }"
+        " apiKeys(first: 500) { edges { node { id name status expiresAt previousValidUntil } } }"
+        " auditLog(first: 500) { edges { node { position type actor data } } }"
+        " events(first: 1000) { position type data } }"
+    )
+    assert [e["position"] for e in listed["events"]] == [e.position for e in log]
+    assert len(listed["auditLog"]["edges"]) == len(log)
+    keys = [e["node"] for e in listed["apiKeys"]["edges"]]
+    assert len(keys) == len({e.aggregate_id for e in log if e.aggregate_type == "api_key"})
+    # An expiry with no UTC form (year 10000 there) is shown with its own offset.
+    assert "9999-12-31T23:59:59.000000-12:00" in {k["expiresAt"] for k in keys}
+
+
+def test_events_list_prints_every_event(
+    lightning: Lightning, log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_log(lightning, log_file)
+    log = list(lightning.store.iterate(0))
+    monkeypatch.setenv("LIGHTNING_DATABASE_URL", lightning.settings.database_url)
+    result = CliRunner().invoke(cli, ["events", "list", "--json", "--limit", "1000"])
+    assert result.exit_code == 0, result.output
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert printed == [json.loads(e.to_json()) for e in log]
+    table = CliRunner().invoke(cli, ["events", "list", "--limit", "1000"])
+    assert table.exit_code == 0, table.output
