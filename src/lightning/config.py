@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         default=5, description="deliveries of one message before it is dead-lettered"
     )
     relay_batch: int = Field(default=500, description="events the relay publishes per confirm")
+    consumer_retries: int = Field(
+        default=5, ge=0, le=100, description="retries of an event a handler fails on, then parked"
+    )
+    consumer_retry_delay: float = Field(
+        default=0.1, gt=0, le=60, description="seconds before the first retry (doubled each time)"
+    )
 
     @property
     def is_postgres(self) -> bool:

@@ -1,5 +1,5 @@
-"""``lightning worker``: the distributed workers (outbox relay, projection builders) in one
-asyncio process, each stoppable with SIGTERM/SIGINT."""
+"""``lightning worker``: the distributed workers — the outbox relay and one queue consumer per
+consumer kind — in one asyncio process, each stoppable with SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -8,41 +8,51 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Sequence
-from enum import StrEnum
 
 from .bootstrap import Lightning
-from .bus.amqp_consumer import QueueConsumer
-from .bus.consumer import TrackedConsumer
 from .bus.relay import Relay
+from .consumers.amqp import QueueConsumer
+from .domain.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
-
-class WorkerKind(StrEnum):
-    relay = "relay"
-    projections = "projections"
-    all = "all"
+RELAY = "relay"
+ALL = "all"
 
 
-def tasks_for(app: Lightning, kind: WorkerKind, stop: asyncio.Event) -> list[Awaitable[None]]:
-    tasks: list[Awaitable[None]] = []
-    if kind in (WorkerKind.relay, WorkerKind.all):
-        tasks.append(Relay(app.settings, app.store).run(stop))
-    if kind in (WorkerKind.projections, WorkerKind.all):
-        # One queue for all read models; the group reports each projection's status itself.
-        consumer = TrackedConsumer(app.projections.group(), app.store)
-        tasks.append(QueueConsumer(app.settings, consumer).run(stop))
-    return tasks
+def worker_names(app: Lightning) -> list[str]:
+    """What ``lightning worker`` accepts: the relay, each consumer kind, or all of them."""
+    return [RELAY, *app.consumers.kinds, ALL]
 
 
-async def run_workers(app: Lightning, kinds: Sequence[WorkerKind]) -> None:
+def chosen(app: Lightning, names: Sequence[str]) -> list[str]:
+    known = worker_names(app)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValidationFailed(
+            f"no worker {unknown[0]!r}; choose among {', '.join(known)}",
+            details={"worker": unknown[0]},
+        )
+    if ALL in names:
+        return known[:-1]
+    return list(dict.fromkeys(names))
+
+
+def tasks_for(app: Lightning, name: str, stop: asyncio.Event) -> Awaitable[None]:
+    if name == RELAY:
+        return Relay(app.settings, app.store).run(stop)
+    # One queue per consumer kind; the consumer reports each handler's status itself.
+    return QueueConsumer(app.settings, app.consumers.build(name)).run(stop)
+
+
+async def run_workers(app: Lightning, names: Sequence[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.ensure_future(t) for kind in kinds for t in tasks_for(app, kind, stop)]
-    log.info("running %d worker task(s): %s", len(tasks), ", ".join(k.value for k in kinds))
+    tasks = [asyncio.ensure_future(tasks_for(app, name, stop)) for name in names]
+    log.info("running %d worker task(s): %s", len(tasks), ", ".join(names))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

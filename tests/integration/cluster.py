@@ -50,6 +50,7 @@ class Cluster:
                 "LIGHTNING_EXCHANGE": self.exchange,
                 "LIGHTNING_QUEUE_PREFIX": self.queue_prefix,
                 "LIGHTNING_DELIVERY_LIMIT": "3",
+                "LIGHTNING_CONSUMER_RETRY_DELAY": "0.01",
             }
             | extra
         )
@@ -98,7 +99,7 @@ class Cluster:
     async def _delete_topology(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            await Topology.from_settings(self.settings()).delete(connection)
+            await Topology.from_settings(self.settings()).delete(connection, ("projections",))
 
     async def dead_letters(self) -> list[bytes]:
         """Take every message out of the projection builders' dead-letter queue."""
@@ -132,7 +133,7 @@ def wait_caught_up(app: Lightning, cluster: Cluster | None = None, timeout: floa
     deadline = time.monotonic() + timeout
     while True:
         head = app.store.max_position()
-        positions = {n: app.projections.read_store.position(n) for n in app.projections.names()}
+        positions = {n: app.consumers.tracking.position(n) for n in app.consumers.handler_names()}
         if all(p >= head for p in positions.values()):
             return head
         if time.monotonic() > deadline:
@@ -146,12 +147,12 @@ def assert_read_models_equal_fold_of_log(app: Lightning) -> None:
     log = list(app.store.iterate(0))
     positions = [e.position for e in log]
     assert positions == sorted(set(positions)), "positions must be unique and increasing"
-    audit = app.projections.read_store.read(
+    audit = app.consumers.tracking.read(
         "SELECT position, event_id FROM audit_log ORDER BY position"
     )
     assert [r["position"] for r in audit] == positions
     assert [r["event_id"] for r in audit] == [str(e.id) for e in log]
-    agents = {r["id"]: r for r in app.projections.read_store.read("SELECT * FROM agents")}
+    agents = {r["id"]: r for r in app.consumers.tracking.read("SELECT * FROM agents")}
     agent_ids = {e.aggregate_id for e in log if e.aggregate_type == "agent"}
     assert set(agents) == {str(a) for a in agent_ids}
     for agent_id in agent_ids:
@@ -161,7 +162,7 @@ def assert_read_models_equal_fold_of_log(app: Lightning) -> None:
         assert row["config_version"] == state.state["config_version"]
         assert row["status"] == state.state["status"]
         assert row["name"] == state.state["config"]["name"]
-    keys = app.projections.read_store.read("SELECT id, version FROM api_keys")
+    keys = app.consumers.tracking.read("SELECT id, version FROM api_keys")
     key_versions = {}
     for e in log:
         if e.aggregate_type == "api_key":

@@ -10,8 +10,17 @@ from lightning.config import Settings
 
 @pytest.fixture
 def lightning(database_url: str) -> Iterator[Lightning]:
-    """Lightning on the given backend, with no workers running (tests drive consumers)."""
-    app = Lightning.open(Settings(database_url=database_url, amqp_url=None, _env_file=None))
+    """Lightning on the given backend, with no workers running (tests drive consumers); a
+    failing event is retried twice, a millisecond apart, then parked."""
+    app = Lightning.open(
+        Settings(
+            database_url=database_url,
+            amqp_url=None,
+            consumer_retries=2,
+            consumer_retry_delay=0.001,
+            _env_file=None,
+        )
+    )
     try:
         yield app
     finally:

@@ -1,6 +1,6 @@
 """eventsourcing's own recorder test cases, unmodified, against what Lightning builds:
 
-* the read stores (they extend eventsourcing's tracking recorders) — TrackingRecorderTestCase;
+* the tracking stores (they extend eventsourcing's tracking recorders) — TrackingRecorderTestCase;
 * the application recorders as Lightning configures them — ApplicationRecorderTestCase;
 * appends through Lightning's group-commit writer — NonInterleavingNotificationIDsBaseCase,
   proving that batching many commands into one transaction never interleaves positions.
@@ -32,8 +32,8 @@ from eventsourcing.tests.persistence import (
     TrackingRecorderTestCase,
 )
 
+from lightning.consumers import open_tracking_store
 from lightning.domain.errors import ConcurrencyConflict
-from lightning.projections.store import open_read_store
 from lightning.store.backends import Backend, PostgresBackend, open_backend
 from lightning.store.group_commit import GroupCommitWriter
 from lightning.store.migrations import Migrator
@@ -123,20 +123,20 @@ class GroupCommitRecorder(ApplicationRecorder):
 # ---- read stores: TrackingRecorderTestCase ------------------------------------------------------
 
 
-class TestSQLiteReadStoreTracking(_Databases, TrackingRecorderTestCase):
+class TestSQLiteTrackingStore(_Databases, TrackingRecorderTestCase):
     kind = "sqlite"
 
     def create_recorder(self) -> TrackingRecorder:
-        store = open_read_store(self.backend())
+        store = open_tracking_store(self.backend())
         assert isinstance(store, TrackingRecorder)
         return store
 
 
-class TestPostgresReadStoreTracking(_Databases, TrackingRecorderTestCase):
+class TestPostgresTrackingStore(_Databases, TrackingRecorderTestCase):
     kind = "postgres"
 
     def create_recorder(self) -> TrackingRecorder:
-        store = open_read_store(self.backend())
+        store = open_tracking_store(self.backend())
         assert isinstance(store, TrackingRecorder)
         return store
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from uuid import UUID
 import pytest
 
 from lightning.bootstrap import Lightning
+from lightning.consumers import ParkedFilter, run_to_head
 from lightning.domain.errors import Conflict
 from lightning.services import SYSTEM, Context
 
@@ -97,7 +99,7 @@ def test_same_results_as_embedded_mode(cluster: Cluster, app: Lightning) -> None
     app.api_keys.issue(CTX, name="ci", role="viewer")
     wait_caught_up(app, cluster)
     assert_read_models_equal_fold_of_log(app)
-    assert all(s.status == "running" for s in app.projections.statuses())
+    assert all(s.status == "running" for s in app.consumers.statuses())
 
 
 def test_relay_publishes_persistent_confirmed_envelopes(cluster: Cluster, app: Lightning) -> None:
@@ -148,17 +150,17 @@ def test_worker_killed_mid_stream_and_restarted(
         cluster.start_worker("relay")
     consumer = cluster.start_worker(killed)
     writer = Writer(app, commands=300)
-    wait_for(lambda: app.projections.read_store.position("audit_log") > 100)
+    wait_for(lambda: app.consumers.tracking.position("audit_log") > 100)
     consumer.send_signal(signal.SIGKILL)
     assert wait_exit(consumer) == -signal.SIGKILL
-    killed_at = app.projections.read_store.position("audit_log")
+    killed_at = app.consumers.tracking.position("audit_log")
     writer.wait_until(killed_at + 100)
     assert not writer.done(), "the kill must happen mid-stream"
     cluster.start_worker(killed)
     writer.finish()
     wait_caught_up(app, cluster)
     assert_read_models_equal_fold_of_log(app)
-    assert len(app.projections.read_store.read("SELECT id FROM agents")) == 300
+    assert len(app.consumers.tracking.read("SELECT id FROM agents")) == 300
 
 
 def test_relay_killed_between_publish_and_recording_its_position(
@@ -200,7 +202,7 @@ def test_standby_relay_takes_over_when_the_active_one_dies(
 def test_rabbitmq_restarted_mid_stream(cluster: Cluster, app: Lightning) -> None:
     cluster.start_worker("all")
     writer = Writer(app, commands=500, threads=4)
-    wait_for(lambda: app.projections.read_store.position("audit_log") > 50)
+    wait_for(lambda: app.consumers.tracking.position("audit_log") > 50)
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     down_at = app.store.max_position()
     time.sleep(1)
@@ -223,48 +225,86 @@ def test_malformed_message_is_dead_lettered_and_position_kept(
     )
     asyncio.run(cluster.publish_raw(b'{"type": "agent.registered"}', "agent.registered"))
     time.sleep(1)
-    assert app.projections.read_store.position("agents") == head
+    assert app.consumers.tracking.position("agents") == head
     app.agents.register(CTX, name="after", **GROK)
     wait_caught_up(app, cluster)
     assert_read_models_equal_fold_of_log(app)
     dead = asyncio.run(cluster.dead_letters())
     assert sorted(dead) == sorted([b"{not json", b'{"type": "agent.registered"}'])
-    assert all(s.status == "running" for s in app.projections.statuses())
+    assert all(s.status == "running" for s in app.consumers.statuses())
 
 
-def test_poison_event_stalls_the_consumer_instead_of_skipping(
+def parked_keys(app: Lightning) -> list[tuple[str, str]]:
+    return [(p.handler, p.key) for p in app.consumers.parked(ParkedFilter())]
+
+
+def cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning.cli", *args],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_poison_event_parks_its_aggregate_through_a_kill_and_is_healed(
     cluster: Cluster, app: Lightning
 ) -> None:
-    from lightning.store.envelope import Envelope
+    """The failpoint makes the agents projection fail on one aggregate in the worker: that
+    aggregate's events are parked in order, everything else flows, a SIGKILL changes nothing,
+    and retry-parked (from a process without the failpoint: the fix) heals it."""
+    target = app.agents.register(CTX, name="target", **GROK).agent.id
+    failpoint = {"LIGHTNING_FAILPOINTS": f"apply:agents:{target}"}
+    worker = cluster.start_worker("all", **failpoint)
+    writer = Writer(app, commands=150, threads=4, pause=0.02)
+    app.agents.reconfigure(CTX, target, temperature=1.1)
+    wait_for(lambda: parked_keys(app) == [("agents", str(target))] * 2)
+    worker.send_signal(signal.SIGKILL)
+    assert wait_exit(worker) == -signal.SIGKILL
+    app.agents.reconfigure(CTX, target, temperature=1.2)  # while no worker runs
+    cluster.start_worker("projections", **failpoint)
+    writer.finish()
+    app.agents.reconfigure(CTX, target, temperature=1.3)
+    head = wait_caught_up(app, cluster)
 
+    target_positions = [e.position for e in app.store.load(target)]
+    parked = app.consumers.parked(ParkedFilter())
+    assert [(p.handler, p.key, p.position) for p in parked] == [
+        ("agents", str(target), position) for position in target_positions
+    ]
+    assert "failpoint" in (parked[0].error or "")
+    agents = {r["id"] for r in app.consumers.tracking.read("SELECT id FROM agents")}
+    assert len(agents) == 150 and str(target) not in agents
+    assert app.consumers.tracking.position("audit_log") == head
+    status = {s.name: s.status for s in app.consumers.statuses()}
+    assert status == {"agents": "degraded", "api_keys": "running", "audit_log": "running"}
+
+    listed = cli(cluster, "consumers", "parked", "--json")
+    assert [json.loads(line)["position"] for line in listed.stdout.splitlines()] == target_positions
+    dry = cli(cluster, "consumers", "retry-parked", "--aggregate", str(target), "--dry-run")
+    assert dry.returncode == 0 and "would apply 4 event(s)" in dry.stdout, dry
+    assert len(parked_keys(app)) == 4
+    healed = cli(cluster, "consumers", "retry-parked", "--aggregate", str(target))
+    assert healed.returncode == 0 and "applied 4 event(s)" in healed.stdout, healed
+    assert parked_keys(app) == []
+    assert_read_models_equal_fold_of_log(app)
+
+
+def test_the_nul_event_of_the_old_code_parks_one_aggregate_and_nothing_else(
+    cluster: Cluster, app: Lightning
+) -> None:
+    from .test_log_fixture import LOGS, load_log, nul_events
+
+    load_log(app, LOGS[0])
     cluster.start_worker("all")
-    good = app.agents.register(CTX, name="good", **GROK)
-    wait_caught_up(app, cluster)
-    # An event written by some other, buggy code: the agents projection cannot apply it.
-    poison = Envelope.model_validate(
-        json.loads(app.store.load(good.agent.id)[0].to_json())
-        | {"id": "00000000-0000-0000-0000-0000000000aa", "version": 2, "position": 0, "data": {}}
-    )
-    [stored_poison] = app.store.append([poison])
-    poison_position = stored_poison.position
-    deadline = time.monotonic() + 60
-    while True:
-        status = {s.name: s for s in app.projections.statuses()}
-        if status["agents"].status == "stalled":
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
-    assert status["agents"].lag >= 1 and status["agents"].error
-    # The others carry on, including with events after the poison one.
-    after = app.agents.register(CTX, name="after-poison", **GROK)
-    wait_for(lambda: app.projections.read_store.position("audit_log") >= after.position)
-    assert app.projections.read_store.position("api_keys") >= after.position
-    # It is retried from the store with every batch, never skipped: it stays put, and says so.
-    time.sleep(1)
-    assert app.projections.read_store.position("agents") < poison_position
-    assert {s.name: s.status for s in app.projections.statuses()}["agents"] == "stalled"
-    health = app.projections.statuses()
-    assert any(s.status == "stalled" for s in health)
+    head = wait_caught_up(app, cluster)
+    odd = nul_events(app)[0].aggregate_id
+    assert set(parked_keys(app)) == {("agents", str(odd))}
+    assert app.consumers.tracking.position("agents") == head
+    stored = {r["id"] for r in app.consumers.tracking.read("SELECT id FROM agents")}
+    expected = {e.aggregate_id for e in app.store.iterate(0) if e.aggregate_type == "agent"}
+    assert stored == {str(a) for a in expected - {odd}}
 
 
 def _writer_process(database_url: str, shared: str, index: int, count: int) -> list[int]:
@@ -311,10 +351,7 @@ def test_concurrent_writer_processes(database_url: str) -> None:
             if e.type == "agent.registered" and e.data["name"] == "contested"
         ]
         assert len(contested) == 1
-        for name in app.projections.names():
-            from lightning.bus.consumer import TrackedConsumer
-
-            TrackedConsumer(app.projections.handler(name), app.store).catch_up()
+        run_to_head(app.consumers.build("projections"))
         assert_read_models_equal_fold_of_log(app)
     finally:
         app.close()

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from lightning.api.schema import build_schema
 from lightning.bootstrap import Lightning
-from lightning.bus.consumer import TrackedConsumer
 from lightning.cli import app as cli
+from lightning.consumers import ParkedFilter, run_to_head
 from lightning.replay import replay
 from lightning.services import SYSTEM
 from lightning.store.envelope import Envelope
@@ -66,8 +66,8 @@ def test_every_read_model_is_built_from_the_log(lightning: Lightning, log_file: 
     rows = load_log(lightning, log_file)
     log = list(lightning.store.iterate(0))
     assert [e.position for e in log] == [r["position"] for r in rows]
-    TrackedConsumer(lightning.projections.group(), lightning.store).catch_up()
-    store = lightning.projections.read_store
+    run_to_head(lightning.consumers.build("projections"))
+    store = lightning.consumers.tracking
 
     audit = store.read("SELECT * FROM audit_log ORDER BY position")
     assert [(r["position"], r["event_id"], r["type"]) for r in audit] == [
@@ -89,16 +89,26 @@ def test_every_read_model_is_built_from_the_log(lightning: Lightning, log_file: 
 
     agents = {r["id"]: r for r in store.read("SELECT * FROM agents")}
     agent_ids = {e.aggregate_id for e in log if e.aggregate_type == "agent"}
-    poison = nul_events(lightning)
+    assert store.position("agents") == log[-1].position
+    parked = lightning.consumers.parked(ParkedFilter())
     if lightning.store.backend.kind == "postgres":
-        # PostgreSQL text columns refuse NUL: today the agents projection stalls on the first
-        # such event, for every aggregate behind it (the bug of issue 10).
-        status = {s.name: s for s in lightning.projections.statuses()}["agents"]
-        assert status.status == "stalled" and "NUL" in (status.error or "")
-        assert store.position("agents") < poison[0].position
-        agent_ids = {UUID(k) for k in agents}
+        # PostgreSQL text columns refuse NUL: that agent's events are parked for the agents
+        # read model alone, in order, and every other agent (before and after it) is there.
+        poison = nul_events(lightning)
+        odd = poison[0].aggregate_id
+        odd_events = [e for e in log if e.aggregate_id == odd]
+        assert [(p.handler, p.key, p.position) for p in parked] == [
+            ("agents", str(odd), e.position) for e in odd_events
+        ]
+        assert "NUL" in (parked[0].error or "") and parked[0].attempts == 3
+        assert [p.error for p in parked[1:]] == [None] * (len(parked) - 1)
+        assert str(odd) not in agents
+        agent_ids.discard(odd)
+        statuses = {s.name: s for s in lightning.consumers.statuses()}
+        assert statuses["agents"].status == "degraded" and statuses["agents"].parked == 2
+        assert {statuses["api_keys"].status, statuses["audit_log"].status} == {"running"}
     else:
-        assert store.position("agents") == log[-1].position
+        assert parked == []
     for agent_id in agent_ids:
         state = replay(lightning, agent_id, to_version=agents[str(agent_id)]["version"])
         row = agents[str(agent_id)]
@@ -115,7 +125,7 @@ async def test_graphql_reads_every_aggregate_at_every_version(
 ) -> None:
     load_log(lightning, log_file)
     log = list(lightning.store.iterate(0))
-    TrackedConsumer(lightning.projections.group(), lightning.store).catch_up()
+    run_to_head(lightning.consumers.build("projections"))
     schema = build_schema()
     context = {"lightning": lightning, "principal": SYSTEM, "feed": None}
 

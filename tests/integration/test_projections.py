@@ -9,12 +9,13 @@ from uuid import UUID
 import pytest
 
 from lightning.bootstrap import Lightning
-from lightning.bus.consumer import Delivery, TrackedConsumer
+from lightning.bus import Delivery
+from lightning.consumers import Consumer, Handler, ParkedFilter
+from lightning.projections import KIND, all_projections, rebuild
 from lightning.projections.agents import AgentsProjection
-from lightning.projections.runner import ProjectionHandler
-from lightning.projections.store import Tx
 from lightning.replay import replay
 from lightning.services import SYSTEM, Context
+from lightning.store.backends import Tx
 from lightning.store.envelope import Envelope
 
 CTX = Context(SYSTEM)
@@ -35,12 +36,21 @@ def deliveries(envelopes: Sequence[Envelope]) -> list[Delivery]:
     return [Delivery(e) for e in envelopes]
 
 
-def consumer(app: Lightning, name: str) -> TrackedConsumer:
-    return TrackedConsumer(app.projections.handler(name), app.store)
+def consumer(app: Lightning, name: str) -> Consumer:
+    """A consumer of one projection (each keeps its own tracking row)."""
+    return app.consumers.build(KIND, [p for p in all_projections() if p.name == name])
+
+
+def with_handlers(app: Lightning, *handlers: Handler) -> Consumer:
+    return app.consumers.build(KIND, handlers)
+
+
+def position(app: Lightning, name: str) -> int:
+    return app.consumers.tracking.position(name)
 
 
 def rows(app: Lightning, table: str) -> list[dict[str, object]]:
-    return app.projections.read_store.read(f"SELECT * FROM {table} ORDER BY 1")
+    return app.consumers.tracking.read(f"SELECT * FROM {table} ORDER BY 1")
 
 
 def assert_agents_equal_fold_of_log(app: Lightning, *, audit: bool = True) -> None:
@@ -62,20 +72,20 @@ def assert_agents_equal_fold_of_log(app: Lightning, *, audit: bool = True) -> No
 
 def test_catch_up_builds_every_projection(lightning: Lightning) -> None:
     populate(lightning)
-    for name in lightning.projections.names():
+    for name in lightning.consumers.handler_names():
         assert consumer(lightning, name).catch_up() == lightning.store.max_position()
     assert_agents_equal_fold_of_log(lightning)
-    assert all(s.lag == 0 for s in lightning.projections.statuses())
+    assert all(s.lag == 0 for s in lightning.consumers.statuses())
 
 
 def test_redelivery_changes_nothing(lightning: Lightning) -> None:
     populate(lightning)
     log = list(lightning.store.iterate(0))
-    for name in lightning.projections.names():
+    for name in lightning.consumers.handler_names():
         c = consumer(lightning, name)
         c.deliver(deliveries(log))
     before = {t: rows(lightning, t) for t in ("agents", "api_keys", "audit_log")}
-    for name in lightning.projections.names():
+    for name in lightning.consumers.handler_names():
         fresh = consumer(lightning, name)  # as after a restart: position read from the database
         fresh.deliver(deliveries(log))
         fresh.deliver(deliveries(log[3:7]))
@@ -105,13 +115,13 @@ def test_restart_resumes_where_it_stopped(lightning: Lightning) -> None:
     log = list(lightning.store.iterate(0))
     half = len(log) // 2
     consumer(lightning, "agents").deliver(deliveries(log[:half]))
-    assert lightning.projections.read_store.position("agents") == log[half - 1].position
+    assert position(lightning, "agents") == log[half - 1].position
     consumer(lightning, "agents").catch_up()
     assert_agents_equal_fold_of_log(lightning, audit=False)
 
 
 class Flaky(AgentsProjection):
-    """Fails once on the n-th envelope it applies, after writing earlier rows."""
+    """Fails once on the n-th envelope it is handed, after writing earlier rows."""
 
     def __init__(self, fail_at: int) -> None:
         self.fail_at = fail_at
@@ -127,38 +137,37 @@ class Flaky(AgentsProjection):
             super().apply_batch(tx, [envelope])
 
 
-def test_crash_mid_batch_rolls_back_rows_and_position(lightning: Lightning) -> None:
+def test_a_failure_mid_batch_rolls_back_to_the_savepoint_and_nothing_doubles(
+    lightning: Lightning,
+) -> None:
     populate(lightning)
     flaky = Flaky(fail_at=4)
-    c = TrackedConsumer(ProjectionHandler(flaky, lightning.projections.read_store), lightning.store)
-    with pytest.raises(RuntimeError):
-        c.catch_up()
-    assert lightning.projections.read_store.position("agents") == 0
-    assert rows(lightning, "agents") == []
-    c.reset()
-    c.catch_up()
+    with_handlers(lightning, flaky).catch_up()
+    assert flaky.failed  # the batch failed part-way; its rows were rolled back, then re-applied
+    assert position(lightning, "agents") == lightning.store.max_position()
     assert_agents_equal_fold_of_log(lightning, audit=False)
+    assert lightning.consumers.parked(ParkedFilter()) == []
 
 
 def test_rebuild_reproduces_the_same_rows(lightning: Lightning) -> None:
     populate(lightning)
     consumer(lightning, "agents").catch_up()
     before = rows(lightning, "agents")
-    lightning.projections.rebuild("agents")
+    rebuild(lightning.consumers, "agents")
     assert rows(lightning, "agents") == before
 
 
 def test_embedded_workers_follow_commits(lightning: Lightning) -> None:
     lightning.start_embedded_workers()
     populate(lightning, 3)
-    lightning.projections.wait_for(lightning.store.max_position(), timeout=10)
+    lightning.consumers.wait_blocking(lightning.store.max_position(), timeout=10)
     assert_agents_equal_fold_of_log(lightning)
     tools = json.loads(str(rows(lightning, "agents")[0]["tools"]))
     assert tools == []
 
 
-def group_consumer(app: Lightning) -> TrackedConsumer:
-    return TrackedConsumer(app.projections.group(), app.store)
+def group_consumer(app: Lightning) -> Consumer:
+    return app.consumers.build(KIND)
 
 
 def test_a_message_the_store_never_held_is_not_applied(lightning: Lightning) -> None:
@@ -169,7 +178,7 @@ def test_a_message_the_store_never_held_is_not_applied(lightning: Lightning) -> 
     c.deliver([Delivery(foreign)])
     # It only told the consumer to read the store up to there: the store's events are applied,
     # nothing beyond the store's head is recorded, and new real events still arrive.
-    assert lightning.projections.read_store.position("audit_log") == log[-1].position
+    assert position(lightning, "audit_log") == log[-1].position
     later = lightning.agents.register(CTX, name="later", provider="grok", model="grok-code-fast-1")
     c.deliver([Delivery(lightning.store.get(later.position))])  # type: ignore[arg-type]
     assert_agents_equal_fold_of_log(lightning)
@@ -183,8 +192,8 @@ def test_a_tracking_row_rolled_back_under_a_running_consumer_is_refilled(
     log = list(lightning.store.iterate(0))
     c = group_consumer(lightning)
     c.catch_up(upto=log[10].position)
-    with lightning.projections.read_store.transaction(commit=True) as tx:
-        table = lightning.projections.read_store.tracking_table
+    with lightning.consumers.tracking.transaction(commit=True) as tx:
+        table = lightning.consumers.tracking.tracking_table
         tx.execute(
             f"UPDATE {table} SET notification_id = ? WHERE application_name = 'audit_log'",
             (log[4].position,),
@@ -195,68 +204,18 @@ def test_a_tracking_row_rolled_back_under_a_running_consumer_is_refilled(
     assert_agents_equal_fold_of_log(lightning)
 
 
-class FailsOn(AgentsProjection):
-    """Fails on one position until healed (a bug fixed and deployed)."""
-
-    def __init__(self, position: int) -> None:
-        self.position = position
-        self.healed = False
-
-    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        if not self.healed and any(e.position == self.position for e in envelopes):
-            raise RuntimeError(f"cannot apply {self.position}")
-        super().apply_batch(tx, envelopes)
-
-
-def test_a_failing_projection_stalls_alone_and_is_never_skipped(lightning: Lightning) -> None:
-    from lightning.projections.api_keys import ApiKeysProjection
-    from lightning.projections.audit_log import AuditLogProjection
-    from lightning.projections.group import ProjectionGroup
-
-    populate(lightning)
-    log = list(lightning.store.iterate(0))
-    failing = FailsOn(log[3].position)
-    group = ProjectionGroup(
-        [failing, ApiKeysProjection(), AuditLogProjection()],
-        lightning.projections.read_store,
-        lightning.store,
-    )
-    c = TrackedConsumer(group, lightning.store)
-    c.catch_up()
-    store = lightning.projections.read_store
-    assert store.position("audit_log") == log[-1].position  # the others carried on
-    assert store.position("agents") < log[3].position  # it did not move past the event
-    status = {s.name: s for s in lightning.projections.statuses()}
-    assert status["agents"].status == "stalled" and "cannot apply" in (status["agents"].error or "")
-    # More events arrive; it stays where it is, retried each time, and reported.
-    more = lightning.agents.register(CTX, name="more", provider="grok", model="grok-code-fast-1")
-    c.deliver([Delivery(lightning.store.get(more.position))])  # type: ignore[arg-type]
-    assert store.position("agents") < log[3].position
-    assert store.position("audit_log") == more.position
-    failing.healed = True
-    newest = lightning.agents.register(
-        CTX, name="newest", provider="grok", model="grok-code-fast-1"
-    )
-    c.deliver([Delivery(lightning.store.get(newest.position))])  # type: ignore[arg-type]
-    c.reset()
-    c.catch_up()
-    assert store.position("agents") == newest.position
-    assert_agents_equal_fold_of_log(lightning)
-    assert {s.name: s.status for s in lightning.projections.statuses()}["agents"] == "running"
-
-
 def test_a_projection_nobody_reports_for_is_stale(lightning: Lightning) -> None:
     populate(lightning, 1)
     c = group_consumer(lightning)
     c.catch_up()
     c.heartbeat()
-    assert {s.status for s in lightning.projections.statuses()} == {"running"}
+    assert {s.status for s in lightning.consumers.statuses()} == {"running"}
     long_ago = "2026-01-01T00:00:00.000000Z"
-    with lightning.projections.read_store.transaction(commit=True) as tx:
-        tx.execute("UPDATE projection_status SET updated_at = ?", (long_ago,))
-    stale = {s.name: s for s in lightning.projections.statuses()}
+    with lightning.consumers.tracking.transaction(commit=True) as tx:
+        tx.execute("UPDATE consumer_status SET updated_at = ?", (long_ago,))
+    stale = {s.name: s for s in lightning.consumers.statuses()}
     assert stale["agents"].status == "stale" and "no worker has reported" in (
         stale["agents"].error or ""
     )
     c.heartbeat()
-    assert {s.status for s in lightning.projections.statuses()} == {"running"}
+    assert {s.status for s in lightning.consumers.statuses()} == {"running"}

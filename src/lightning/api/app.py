@@ -108,22 +108,32 @@ def live() -> dict[str, str]:
 
 @get("/health/ready", media_type=MediaType.JSON)
 async def ready(state: State) -> Response[dict[str, object]]:
+    """503 only when the store is unreachable. A handler that is retrying an event, has parked
+    events or has no worker reporting makes it ``degraded`` (200): the server serves, and what
+    is behind says so."""
     app: Lightning = state.lightning
     try:
-        statuses = await anyio.to_thread.run_sync(app.projections.statuses)
-    except Exception:
-        log.exception("readiness check failed")
+        statuses = await anyio.to_thread.run_sync(app.consumers.statuses)
+    except Exception as exc:
+        log.warning("readiness check failed: %s", exc)
         return Response(
             {"status": "unavailable", "error": "the database is unreachable"}, status_code=503
         )
-    stalled = [s.name for s in statuses if s.status == "stalled"]
     body: dict[str, object] = {
-        "status": "stalled" if stalled else "ok",
-        "projections": {
-            s.name: {"position": s.position, "lag": s.lag, "status": s.status} for s in statuses
+        "status": "ok" if all(s.healthy for s in statuses) else "degraded",
+        "consumers": {
+            s.name: {
+                "kind": s.kind,
+                "position": s.position,
+                "lag": s.lag,
+                "status": s.status,
+                "parked": s.parked,
+                **({"error": s.error} if s.error else {}),
+            }
+            for s in statuses
         },
     }
-    return Response(body, status_code=503 if stalled else 200)
+    return Response(body, status_code=200)
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from strawberry.extensions import MaskErrors
 
 from ..domain.errors import LightningError
+from ..store.outages import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,9 @@ def _code_and_message(error: GraphQLError) -> tuple[str, str, dict[str, object]]
         return original.code, original.message, dict(original.details)
     if isinstance(original, ValidationError):
         return "BAD_USER_INPUT", str(original), {}
+    if original is not None and is_transient(original):
+        log.warning("database unavailable: %s", original)
+        return "UNAVAILABLE", "the database is unavailable; try again shortly", {}
     if original is None or not error.path:
         # Parse, validation and variable-coercion errors: raised before any resolver ran, so
         # about the request itself — the client sent bad input.

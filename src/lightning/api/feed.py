@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from ..domain.event_types import TypeFilter, matches
 from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 
@@ -118,17 +119,10 @@ class EventFeed:
             self._queues.discard(q)
 
 
-def matcher(types: list[str] | None, aggregate_id: str | None) -> Callable[[Envelope], bool]:
-    patterns = types or []
-
+def matcher(types: TypeFilter | None, aggregate_id: str | None) -> Callable[[Envelope], bool]:
     def accept(envelope: Envelope) -> bool:
         if aggregate_id is not None and str(envelope.aggregate_id) != aggregate_id:
             return False
-        if not patterns:
-            return True
-        return any(
-            envelope.type.startswith(p[:-1]) if p.endswith("*") else envelope.type == p
-            for p in patterns
-        )
+        return matches(types, envelope.type)
 
     return accept

@@ -20,8 +20,11 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from ..bootstrap import Lightning
+from ..consumers import ParkedFilter
 from ..domain.errors import NotFound, Unauthenticated, ValidationFailed
+from ..domain.event_types import TypeFilter
 from ..domain.registry import EVENT_CLASSES
+from ..projections import KIND as PROJECTIONS
 from ..services import Context, Principal
 from ..services.common import Permission
 from ..store.envelope import Envelope, format_time
@@ -32,9 +35,11 @@ from .types import (
     AggregateState,
     ApiKey,
     Connection,
+    ConsumerStatus,
     EventRecord,
     IssueApiKeyInput,
     IssueApiKeyPayload,
+    ParkedEventRecord,
     ProjectionStatus,
     ReconfigureAgentInput,
     ReconfigureAgentPayload,
@@ -49,6 +54,7 @@ from .types import (
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 REAUTHENTICATE_AFTER = 5.0  # seconds between re-checks of a subscription's credential
+MAX_PAGE = 500
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -85,7 +91,9 @@ def aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-async def consistent(info: Info, position: int | None, *names: str) -> None:
+async def consistent(info: Info, position: int | None, *names: str, key: str | None = None) -> None:
+    """Wait until the named handlers (default: all) have applied ``position`` (of ``key``:
+    an aggregate, when the query reads one), without holding a thread while waiting."""
     if position is None:
         return
     if position < 0:
@@ -98,7 +106,12 @@ async def consistent(info: Info, position: int | None, *names: str) -> None:
             f"consistentWith {position} is beyond the newest position {head}",
             details={"consistentWith": position, "head": head},
         )
-    await run(app.projections.wait_for, position, app.settings.consistency_timeout, names or None)
+    await app.consumers.wait(
+        position,
+        names or app.consumers.handler_names(),
+        app.settings.consistency_timeout,
+        key=key,
+    )
 
 
 class _Requires(BasePermission):
@@ -121,17 +134,6 @@ class CanOperate(_Requires):
 
 class CanAdminister(_Requires):
     needed = "administer"
-
-
-def expand_types(patterns: list[str] | None) -> list[str]:
-    if not patterns:
-        return []
-    known = sorted(EVENT_CLASSES)
-    chosen = {
-        t for p in patterns for t in known if (t.startswith(p[:-1]) if p.endswith("*") else t == p)
-    }
-    unknown = [p for p in patterns if not p.endswith("*") and p not in known]
-    return sorted(chosen | set(unknown))
 
 
 @strawberry.type
@@ -175,7 +177,7 @@ class Query:
                 app.agents.state_at, agent_id, version=version, as_of=aware(as_of)
             )
             return Agent.from_state(state, envelope.version)
-        await consistent(info, consistent_with, "agents")
+        await consistent(info, consistent_with, "agents", key=str(agent_id))
         row = await run(app.read_models.agent, str(agent_id))
         return None if row is None else Agent.from_row(row)
 
@@ -248,13 +250,14 @@ class Query:
         if not 0 < first <= 1000:
             raise ValidationFailed("first must be between 1 and 1000")
         store = app_of(info).store
-        accept = matcher(types, None)
+        patterns = TypeFilter.parse(types)
         if aggregate_id is not None:
             stream = await run(store.load, uuid_arg(aggregate_id, "aggregateId"))
+            accept = matcher(patterns, None)
             found: list[Envelope] = [e for e in stream if e.position > after and accept(e)]
         else:
-            wanted = expand_types(types)
-            if types and not wanted:
+            wanted = [] if patterns is None else patterns.among(EVENT_CLASSES)
+            if patterns is not None and not wanted:
                 return []
             found = await run(store.read, after, first, types=wanted)
         return [EventRecord.from_envelope(e) for e in found[:first]]
@@ -283,7 +286,7 @@ class Query:
             aggregate_id=None
             if aggregate_id is None
             else str(uuid_arg(aggregate_id, "aggregateId")),
-            types=types or (),
+            types=TypeFilter.parse(types),
             since=None if since is None else format_time(aware(since) or since),
             until=None if until is None else format_time(aware(until) or until),
         )
@@ -294,7 +297,40 @@ class Query:
         self, info: Info, consistent_with: int | None = None
     ) -> list[ProjectionStatus]:
         await consistent(info, consistent_with)
-        return [ProjectionStatus.from_data(s) for s in await run(app_of(info).projections.statuses)]
+        statuses = await run(app_of(info).consumers.statuses, PROJECTIONS)
+        return [ProjectionStatus.from_data(s) for s in statuses]
+
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="Every handler of every consumer kind: where it stands and how it is doing.",
+    )
+    async def consumers(
+        self, info: Info, consistent_with: int | None = None
+    ) -> list[ConsumerStatus]:
+        await consistent(info, consistent_with)
+        return [ConsumerStatus.from_data(s) for s in await run(app_of(info).consumers.statuses)]
+
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="Events a handler could not apply, each with every later event of its key"
+        " behind it, in order; they wait for `lightning consumers retry-parked` or"
+        " `skip-parked`.",
+    )
+    async def parked_events(
+        self,
+        info: Info,
+        consumer: str | None = None,
+        handler: str | None = None,
+        key: str | None = None,
+        first: int = 100,
+        consistent_with: int | None = None,
+    ) -> list[ParkedEventRecord]:
+        if not 0 < first <= MAX_PAGE:
+            raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}")
+        await consistent(info, consistent_with)
+        which = ParkedFilter(consumer, handler, key)
+        parked = await run(app_of(info).consumers.parked, which, first)
+        return [ParkedEventRecord.from_data(p) for p in parked]
 
 
 @strawberry.type
@@ -380,9 +416,10 @@ class Subscription:
     ) -> AsyncGenerator[EventRecord, None]:
         feed: EventFeed = info.context["feed"]
         agg = None if aggregate_id is None else str(uuid_arg(aggregate_id, "aggregateId"))
+        accept = matcher(TypeFilter.parse(types), agg)
         token: str | None = info.context.get("token")
         checked = time.monotonic()
-        async for envelope in feed.subscribe(matcher(types, agg), after):
+        async for envelope in feed.subscribe(accept, after):
             if token is not None and time.monotonic() - checked > REAUTHENTICATE_AFTER:
                 # A key revoked, expired or past its rotation grace stops receiving events.
                 if await run(app_of(info).api_keys.authenticate, token) is None:

@@ -11,11 +11,11 @@ from typing import Any, Generic, TypeVar, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from ..consumers import HandlerStatus, ParkedEvent
 from ..domain.agents import Agent as AgentState
 from ..domain.api_keys import ApiKey as ApiKeyState
 from ..projections.queries import Page
-from ..projections.runner import ProjectionStatus as ProjectionStatusData
-from ..projections.store import Row
+from ..store.backends import Row
 from ..store.envelope import Envelope
 
 
@@ -209,10 +209,74 @@ class ProjectionStatus:
     lag: int
     status: str
     error: str | None
+    parked: int
 
     @classmethod
-    def from_data(cls, s: ProjectionStatusData) -> ProjectionStatus:
-        return cls(name=s.name, position=s.position, lag=s.lag, status=s.status, error=s.error)
+    def from_data(cls, s: HandlerStatus) -> ProjectionStatus:
+        return cls(
+            name=s.name,
+            position=s.position,
+            lag=s.lag,
+            status=s.status,
+            error=s.error,
+            parked=s.parked,
+        )
+
+
+@strawberry.type(
+    description="A handler of a consumer kind (kind projections: one per read model). status:"
+    " running, catching_up, retrying (an event failed and is tried again), degraded (events"
+    " parked), stale (no worker has reported lately)."
+)
+class ConsumerStatus:
+    name: str
+    kind: str
+    position: int
+    lag: int
+    status: str
+    error: str | None
+    parked: int
+
+    @classmethod
+    def from_data(cls, s: HandlerStatus) -> ConsumerStatus:
+        return cls(
+            name=s.name,
+            kind=s.kind,
+            position=s.position,
+            lag=s.lag,
+            status=s.status,
+            error=s.error,
+            parked=s.parked,
+        )
+
+
+@strawberry.type(
+    name="ParkedEvent",
+    description="An event a handler could not apply. The first of a key carries the error and"
+    " the attempts; the ones behind it wait (attempts 0, no error).",
+)
+class ParkedEventRecord:
+    consumer: str
+    handler: str
+    key: str
+    position: int
+    type: str
+    error: str | None
+    attempts: int
+    parked_at: datetime
+
+    @classmethod
+    def from_data(cls, p: ParkedEvent) -> ParkedEventRecord:
+        return cls(
+            consumer=p.consumer,
+            handler=p.handler,
+            key=p.key,
+            position=p.position,
+            type=p.type,
+            error=p.error,
+            attempts=p.attempts,
+            parked_at=datetime.fromisoformat(p.parked_at),
+        )
 
 
 # ---- inputs -------------------------------------------------------------------------------------

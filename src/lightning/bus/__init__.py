@@ -1,5 +1,6 @@
-"""Transports that fan events out to consumers, and the one consumer mechanism they share."""
+"""Transports only: publishing (the outbox relay to RabbitMQ, the in-process bus), the AMQP
+session and the wire format. What consumes deliveries lives in ``consumers/``."""
 
-from .consumer import Delivery, Handler, TrackedConsumer
+from .delivery import Delivery
 
-__all__ = ["Delivery", "Handler", "TrackedConsumer"]
+__all__ = ["Delivery"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,7 @@ from pydantic import ValidationError
 
 from ..config import Settings
 from ..store.envelope import Envelope, wire_json
-from .consumer import Delivery
+from .delivery import Delivery
 
 DEAD_LETTER_EXCHANGE_SUFFIX = ".dead-letter"
 log = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ class Topology:
         await queue.bind(exchange, routing_key=binding)
         return queue
 
-    async def delete(
-        self, connection: AbstractConnection, consumers: tuple[str, ...] = ("projections",)
-    ) -> None:
+    async def delete(self, connection: AbstractConnection, consumers: Sequence[str]) -> None:
         """Remove the consumers' queues (and dead-letter queues) and the exchanges: for tests,
         benchmarks and tearing down a deployment. Each deletion gets its own channel, since a
         broker error closes the channel it happened on."""

@@ -23,11 +23,12 @@ from aio_pika.abc import AbstractExchange
 from eventsourcing.persistence import Notification
 from opentelemetry.trace import SpanKind
 
+from .. import failpoints
 from ..config import Settings
 from ..store.backends import PostgresBackend
 from ..store.event_store import EventStore
+from ..store.outages import Backoff
 from ..telemetry import configure_tracing, tracer
-from . import failpoints
 from .rabbitmq import Topology, connect, to_message
 
 log = logging.getLogger(__name__)
@@ -75,24 +76,21 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         configure_tracing("lightning-relay")
-        backoff = 0.1
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 # Leadership is won (or waited for) again after any failure, including the loss
                 # of the lock's own connection.
                 async with self._leadership(stop) as lease, self._listening(stop):
                     await self._relay(stop, lease)
-                    backoff = 0.1
+                    backoff.reset()
             except Exception as exc:
+                delay = backoff.next()
                 log.warning(
-                    "relay interrupted (%s: %s); retrying in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    backoff,
+                    "relay interrupted (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+                    await asyncio.wait_for(stop.wait(), delay)
 
     async def _relay(self, stop: asyncio.Event, lease: _Lease) -> None:
         connection = await connect(self.amqp_url, "lightning-relay", stop)
@@ -179,7 +177,7 @@ class Relay:
                         self._wake.set()
             except psycopg.Error as exc:
                 log.warning("LISTEN %s failed (%s); polling meanwhile", channel, exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(0.5)
 
     @contextlib.asynccontextmanager
     async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[_Lease]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import agent_names, agents, api_keys
+from . import agent_names, agents, api_keys, consumers
 from .messages import DomainEvent
 
 EVENT_CLASSES: dict[str, type[DomainEvent]] = {
@@ -18,6 +18,7 @@ EVENT_CLASSES: dict[str, type[DomainEvent]] = {
         api_keys.ApiKeyPreviousSecretRetired,
         api_keys.ApiKeyExpired,
         api_keys.ApiKeyRevoked,
+        consumers.EventSkipped,
     )
 }
 
@@ -25,4 +26,7 @@ EVENT_CLASSES: dict[str, type[DomainEvent]] = {
 def event_from(type_: str, data: dict[str, object]) -> DomainEvent | None:
     """The domain event for a stored fact, or None for a type this code does not know."""
     cls = EVENT_CLASSES.get(type_)
-    return None if cls is None else cls.model_validate(data)
+    if cls is None:
+        return None
+    # Read tolerantly: a field written by a newer version is ignored, not a crash.
+    return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ..store.backends import Row
 from ..store.envelope import Envelope
 from .base import RowProjection, when
-from .store import Row
 
 
 def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:

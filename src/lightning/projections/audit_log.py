@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..store.backends import Row, Tx
 from ..store.envelope import Envelope
 from .base import Projection, to_json, upsert_many, when
-from .store import Row, Tx
 
 
 def audit_row(envelope: Envelope) -> Row:
@@ -31,3 +31,10 @@ class AuditLogProjection(Projection):
 
     def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         upsert_many(tx, "audit_log", "position", [audit_row(e) for e in envelopes])
+
+    def snapshot(self, tx: Tx, key: str) -> list[Row]:
+        return tx.all(
+            "SELECT position, type, occurred_at FROM audit_log WHERE aggregate_id = ?"
+            " ORDER BY position",
+            (key,),
+        )

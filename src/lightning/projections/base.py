@@ -1,8 +1,10 @@
-"""The projection contract.
+"""The projection contract: a projection is a handler of the ``projections`` consumer kind
+(``consumers.Handler``).
 
 A projection turns envelopes into rows of its own tables. ``apply_batch`` runs inside the
-transaction that also records the projection's tracking position (``store.ReadStore.apply``), so
-it must only read and write through the given ``Tx``. Row calculation is kept in pure functions of
+consumer's transaction that also records the projection's tracking position, so it must only read
+and write through the given ``Tx``. Its ordering key is the aggregate: an event it cannot apply
+parks that aggregate for this projection alone. Row calculation is kept in pure functions of
 (old row, envelope) that unit tests cover without a database.
 """
 
@@ -13,8 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ..store.backends import Row, Tx
 from ..store.envelope import Envelope, format_time
-from .store import Row, Tx
 
 
 class Projection(ABC):
@@ -25,6 +27,13 @@ class Projection(ABC):
 
     def wants(self, envelope: Envelope) -> bool:
         return self.types is None or envelope.type in self.types
+
+    def key(self, envelope: Envelope) -> str:
+        return str(envelope.aggregate_id)
+
+    @abstractmethod
+    def snapshot(self, tx: Tx, key: str) -> list[Row]:
+        """This projection's rows for one aggregate."""
 
     @abstractmethod
     def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -42,6 +51,9 @@ class RowProjection(Projection):
     @staticmethod
     @abstractmethod
     def row(old: Row | None, envelope: Envelope) -> Row | None: ...
+
+    def snapshot(self, tx: Tx, key: str) -> list[Row]:
+        return tx.all(f"SELECT * FROM {self.table} WHERE id = ?", (key,))  # noqa: S608
 
     def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         wanted = [e for e in envelopes if self.wants(e)]

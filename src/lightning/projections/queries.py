@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..domain.errors import ValidationFailed
-from .store import ReadStore, Row
+from ..domain.event_types import INTERNAL_AGGREGATES, TypeFilter
+from ..store.backends import Backend, Row
 
 MAX_PAGE = 500
 
@@ -58,9 +58,27 @@ def decode_tools(row: Row) -> Row:
     return {**row, "tools": json.loads(row["tools"])}
 
 
+def _type_clause(types: TypeFilter) -> tuple[str, list[object]]:
+    """SQL for an event-type filter: exact types, and ``<aggregate>.*`` as the range of types
+    between ``<aggregate>.`` and ``<aggregate>/`` (the next character), which uses the index."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if types.exact:
+        clauses.append(f"type IN ({', '.join('?' * len(types.exact))})")
+        params += sorted(types.exact)
+    for aggregate in sorted(types.aggregates):
+        clauses.append("(type >= ? AND type < ?)")
+        params += [f"{aggregate}.", f"{aggregate}/"]
+    if types.public:
+        internal = sorted(INTERNAL_AGGREGATES)
+        clauses.append(" AND ".join("NOT (type >= ? AND type < ?)" for _ in internal))
+        params += [bound for a in internal for bound in (f"{a}.", f"{a}/")]
+    return "(" + " OR ".join(clauses) + ")", params
+
+
 class ReadModels:
-    def __init__(self, store: ReadStore) -> None:
-        self.store = store
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
 
     def agents(
         self,
@@ -78,7 +96,7 @@ class ReadModels:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        rows = self.store.read(
+        rows = self.backend.query(
             f"SELECT * FROM agents WHERE {' AND '.join(where)}"  # noqa: S608
             " ORDER BY created_position LIMIT ?",
             [*params, first + 1],
@@ -86,12 +104,12 @@ class ReadModels:
         return _page([decode_tools(r) for r in rows], "agent", "created_position", first)
 
     def agent(self, agent_id: str) -> Row | None:
-        rows = self.store.read("SELECT * FROM agents WHERE id = ?", (agent_id,))
+        rows = self.backend.query("SELECT * FROM agents WHERE id = ?", (agent_id,))
         return decode_tools(rows[0]) if rows else None
 
     def api_keys(self, *, first: int = 50, after: str | None = None) -> Page[Row]:
         _check_first(first)
-        rows = self.store.read(
+        rows = self.backend.query(
             "SELECT * FROM api_keys WHERE created_position > ? ORDER BY created_position LIMIT ?",
             (decode_cursor("api_key", after) or 0, first + 1),
         )
@@ -104,11 +122,11 @@ class ReadModels:
         after: str | None = None,
         actor: str | None = None,
         aggregate_id: str | None = None,
-        types: Sequence[str] = (),
+        types: TypeFilter | None = None,
         since: str | None = None,
         until: str | None = None,
     ) -> Page[Row]:
-        """Newest first; ``types`` may use a trailing ``*`` (``agent.*``)."""
+        """Newest first, filtered by the event-type patterns of DESIGN §4."""
         _check_first(first)
         where: list[str] = []
         params: list[object] = []
@@ -125,18 +143,12 @@ class ReadModels:
             if value is not None:
                 where.append(f"{column} {op} ?")
                 params.append(value)
-        if types:
-            clauses = []
-            for pattern in types:
-                if pattern.endswith("*"):
-                    clauses.append("type LIKE ?")
-                    params.append(pattern[:-1].replace("%", "") + "%")
-                else:
-                    clauses.append("type = ?")
-                    params.append(pattern)
-            where.append("(" + " OR ".join(clauses) + ")")
+        if types is not None:
+            clause, values = _type_clause(types)
+            where.append(clause)
+            params += values
         sql = "SELECT * FROM audit_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.store.read(sql + " ORDER BY position DESC LIMIT ?", [*params, first + 1])
+        rows = self.backend.query(sql + " ORDER BY position DESC LIMIT ?", [*params, first + 1])
         return _page(rows, "audit", "position", first)

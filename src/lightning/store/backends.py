@@ -4,7 +4,6 @@ plus the few reads they lack (a stream with its global positions)."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,25 +13,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
-import psycopg
-from eventsourcing.persistence import ApplicationRecorder, Notification, PersistenceError
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .outages import FIRST_WAIT, is_transient
+from .pool import RecoveringDatastore
 
 EVENTS_TABLE = "stored_events"
 
 Row = dict[str, Any]
-
-# Errors of the database or of a race with another worker, not of a projection's code: they
-# abort the whole batch (nothing recorded) so that it is retried, instead of stalling anyone.
-TRANSIENT = (
-    PersistenceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    psycopg.IntegrityError,
-    sqlite3.OperationalError,
-    sqlite3.IntegrityError,
-)
 
 
 class Tx:
@@ -91,11 +82,41 @@ class Backend(ABC):
             after, limit, stop=upto, topics=types, inclusive_of_start=False
         )
 
+    def read_positions(self, positions: Sequence[int]) -> list[Notification]:
+        """The events at these positions, in position order (missing ones left out)."""
+        found: list[Notification] = []
+        wanted = sorted(set(positions))
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            found += self._select_positions(part)
+        return found
+
+    @abstractmethod
+    def _select_positions(self, positions: Sequence[int]) -> list[Notification]: ...
+
     @abstractmethod
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
         """One database transaction, committed at the end (rolled back on error). With
         ``commit=False`` it is for reading only (on PostgreSQL: no transaction block at all)."""
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """One read; tried again (briefly) when the first connection turns out dead, as every
+        pooled one is after a database restart."""
+        for attempt in Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(3),
+            wait=wait_exponential(multiplier=FIRST_WAIT, max=0.2),
+            reraise=True,
+        ):
+            with attempt, self.transaction(commit=False) as tx:
+                return tx.all(sql, params)
+        raise AssertionError("unreachable")
+
+    @abstractmethod
+    @contextmanager
+    def trial(self) -> Iterator[Tx]:
+        """A writing transaction that is always rolled back (dry runs)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -121,20 +142,29 @@ class SQLiteBackend(Backend):
             params.append(to_version)
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql + " ORDER BY originator_version", params)
-            return [
-                Notification(
-                    id=row["rowid"],
-                    originator_id=aggregate_id,
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=row["state"],
-                )
-                for row in c.fetchall()
-            ]
+            return [_sqlite_notification(row) for row in c.fetchall()]
+
+    def _select_positions(self, positions: Sequence[int]) -> list[Notification]:
+        marks = ", ".join("?" * len(positions))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid IN ({marks}) ORDER BY rowid",  # noqa: S608
+                list(positions),
+            )
+            return [_sqlite_notification(row) for row in c.fetchall()]
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
         with self.datastore.transaction(commit=commit) as cursor:
+            yield Tx(cursor, postgres=False)
+
+    @contextmanager
+    def trial(self) -> Iterator[Tx]:
+        # The writer's connection (SQLite has one writer), in a transaction never committed.
+        with (
+            self.datastore.get_connection(commit=True) as conn,
+            conn.transaction(commit=False) as cursor,
+        ):
             yield Tx(cursor, postgres=False)
 
     def close(self) -> None:
@@ -176,13 +206,23 @@ class PostgresLocation:
         )
 
 
+def _sqlite_notification(row: Any) -> Notification:
+    return Notification(
+        id=row["rowid"],
+        originator_id=UUID(row["originator_id"]),
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=row["state"],
+    )
+
+
 class PostgresBackend(Backend):
     kind = "postgres"
     recorder: PostgresApplicationRecorder
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.location = loc = PostgresLocation.parse(url)
-        self.datastore = PostgresDatastore(
+        self.datastore = RecoveringDatastore(
             dbname=loc.dbname,
             host=loc.host,
             port=loc.port,
@@ -218,16 +258,18 @@ class PostgresBackend(Backend):
         with self.datastore.get_connection() as conn, conn.cursor() as c:
             # One statement: no BEGIN/ROLLBACK round trips around it (autocommit connection).
             c.execute(sql + SQL(" ORDER BY originator_version"), params, prepare=True)
-            return [
-                Notification(
-                    id=row["notification_id"],
-                    originator_id=aggregate_id,
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
-                )
-                for row in c.fetchall()
-            ]
+            return [_postgres_notification(row) for row in c.fetchall()]
+
+    def _select_positions(self, positions: Sequence[int]) -> list[Notification]:
+        from psycopg.sql import SQL, Identifier
+
+        sql = SQL("SELECT * FROM {}.{} WHERE notification_id = ANY(%s) ORDER BY notification_id")
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(
+                sql.format(Identifier(self.location.schema), Identifier(EVENTS_TABLE)),
+                [list(positions)],
+            )
+            return [_postgres_notification(row) for row in c.fetchall()]
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
@@ -240,8 +282,23 @@ class PostgresBackend(Backend):
         with self.datastore.transaction(commit=True) as cursor:
             yield Tx(cursor, postgres=True)
 
+    @contextmanager
+    def trial(self) -> Iterator[Tx]:
+        with self.datastore.transaction(commit=False) as cursor:  # force_rollback
+            yield Tx(cursor, postgres=True)
+
     def close(self) -> None:
         self.datastore.close()
+
+
+def _postgres_notification(row: Any) -> Notification:
+    return Notification(
+        id=row["notification_id"],
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
 
 
 def open_backend(url: str, *, pool_size: int = 10) -> Backend:

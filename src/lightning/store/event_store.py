@@ -52,6 +52,10 @@ class EventStore:
             for n in self.backend.read_log(after, limit, upto=upto, types=types)
         ]
 
+    def read_at(self, positions: Sequence[int]) -> list[Envelope]:
+        """The events at these positions, in position order."""
+        return [Envelope.from_notification(n) for n in self.backend.read_positions(positions)]
+
     def read_stored(self, after: int = 0, limit: int = 1000) -> list[Notification]:
         """Like ``read`` but as stored (bytes), for code that forwards events without reading
         them (the relay)."""

@@ -1,13 +1,14 @@
-"""Runs a TrackedConsumer on a RabbitMQ queue.
+"""Runs a Consumer on its RabbitMQ queue (``<prefix>.<kind>``).
 
 At start it catches up from the store (so nothing published while it was down, or before its
 queue existed, is missed), then consumes: messages are taken in batches (as many as are waiting,
-up to the prefetch), applied in one transaction through the TrackedConsumer (which drops
-duplicates and fills gaps from the store) and acknowledged after the commit. A message that is
-not an event envelope is rejected to the dead-letter queue at once; a batch that fails is
-negatively acknowledged and redelivered until the queue's delivery limit dead-letters it, and
-meanwhile the consumer reports itself ``stalled``. Database outages are retried with backoff
-without spending deliveries.
+up to the prefetch), applied in one transaction through the Consumer (which drops duplicates,
+fills gaps from the store, retries and parks what a handler cannot apply) and acknowledged after
+the commit. A message that is not an event envelope is rejected to the dead-letter queue at
+once. Database outages are retried with a short backoff without spending deliveries; anything
+else escaping a batch (not a handler's failure: those are retried and parked) is negatively
+acknowledged and redelivered until the queue's delivery limit dead-letters the message, which
+loses nothing: the store holds the events, and the next delivery or restart reads them.
 """
 
 from __future__ import annotations
@@ -15,26 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import anyio.to_thread
 from aio_pika.abc import AbstractIncomingMessage
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception
 
+from ..bus.delivery import Delivery
+from ..bus.rabbitmq import MalformedMessage, Topology, closed_event, connect, to_delivery
 from ..config import Settings
-from ..store.backends import TRANSIENT
-from .consumer import HEARTBEAT_SECONDS, Delivery, TrackedConsumer
-from .rabbitmq import MalformedMessage, Topology, closed_event, connect, to_delivery
+from ..store.outages import OUTAGE_WAIT, Backoff, is_retryable
+from .consumer import HEARTBEAT_SECONDS, Consumer
 
 log = logging.getLogger(__name__)
 
+_STOPPED = object()
+_RETRY_DUE = object()
+
 
 class QueueConsumer:
-    def __init__(self, settings: Settings, consumer: TrackedConsumer) -> None:
+    def __init__(self, settings: Settings, consumer: Consumer) -> None:
         if settings.amqp_url is None:
             raise ValueError("a queue consumer needs LIGHTNING_AMQP_URL")
         self.amqp_url: str = settings.amqp_url
@@ -59,6 +61,7 @@ class QueueConsumer:
                 log.warning(
                     "%s: session ended (%s: %s); reconnecting", self.name, type(exc).__name__, exc
                 )
+                self.consumer.reset()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -96,41 +99,48 @@ class QueueConsumer:
 
     async def _catch_up(self, stop: asyncio.Event) -> bool:
         """Apply what the store holds beyond our position; retry until it works."""
-        backoff = 0.5
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 await self._call_db(self.consumer.catch_up)
                 return True
             except Exception:
                 log.exception("%s: catching up from the store failed", self.name)
+                self.consumer.reset()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 30.0)
+                    await asyncio.wait_for(stop.wait(), backoff.next())
         return False
 
     async def _process(self, stop: asyncio.Event, closed: asyncio.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while not stop.is_set():
             first = await self._next(stop, closed)
-            if first is None:
+            if first is _STOPPED:
                 return
+            if first is _RETRY_DUE:
+                await self._call_db(self.consumer.catch_up)  # a failing handler's next try
+                continue
+            assert isinstance(first, AbstractIncomingMessage)
             batch = [first]
             while len(batch) < self.prefetch and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             if await self._handle(batch):
-                backoff = 0.1
+                backoff.reset()
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 10.0)
+                    await asyncio.wait_for(stop.wait(), backoff.next())
 
-    async def _next(
-        self, stop: asyncio.Event, closed: asyncio.Event
-    ) -> AbstractIncomingMessage | None:
+    async def _next(self, stop: asyncio.Event, closed: asyncio.Event) -> object:
+        """The next message, or _RETRY_DUE when a failing handler is due to try again, or
+        _STOPPED."""
         getter = asyncio.ensure_future(self._inbox.get())
         stopper = asyncio.ensure_future(stop.wait())
         closer = asyncio.ensure_future(closed.wait())
-        done, _ = await asyncio.wait({getter, stopper, closer}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {getter, stopper, closer},
+            timeout=self._until_retry(),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         stopper.cancel()
         closer.cancel()
         if getter in done:
@@ -138,7 +148,11 @@ class QueueConsumer:
         getter.cancel()
         if closed.is_set() and not stop.is_set():
             raise ConnectionError("connection to the broker closed")
-        return None
+        return _STOPPED if stop.is_set() else _RETRY_DUE
+
+    def _until_retry(self) -> float | None:
+        due = self.consumer.next_retry()
+        return None if due is None else max(0.0, due - time.monotonic())
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> bool:
         deliveries: list[Delivery] = []
@@ -155,9 +169,10 @@ class QueueConsumer:
         try:
             await self._call_db(self.consumer.deliver, deliveries)
         except Exception:
-            # Not a projection's failure (those stall the projection alone, see
-            # projections.group): redelivered until the delivery limit dead-letters it.
+            # Not a handler's failure (those are retried and parked inside the consumer):
+            # redelivered until the delivery limit dead-letters it; the store keeps the events.
             log.exception("%s: applying %d event(s) failed", self.name, len(good))
+            self.consumer.reset()
             for message in good:
                 await message.nack(requeue=True)
             return False
@@ -171,8 +186,8 @@ class QueueConsumer:
         as they last (unacknowledged messages just wait; no delivery is spent)."""
         stopping = self._stopping
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TRANSIENT),
-            wait=wait_exponential(multiplier=0.1, max=5),
+            retry=retry_if_exception(is_retryable),
+            wait=OUTAGE_WAIT,
             stop=lambda _state: stopping.is_set(),
             reraise=True,
             before_sleep=lambda state: log.warning(
@@ -184,7 +199,8 @@ class QueueConsumer:
             with attempt:
                 try:
                     return await anyio.to_thread.run_sync(fn, *args)
-                except TRANSIENT:
-                    self.consumer.reset()  # re-read the recorded position on the next try
+                except Exception as exc:
+                    if is_retryable(exc):
+                        self.consumer.reset()  # re-read the recorded positions on the next try
                     raise
         raise AssertionError("unreachable")

@@ -1,0 +1,178 @@
+"""``lightning consumers …`` (every consumer kind) and ``lightning projections …`` (the read
+models): status, parked events and what an operator does about them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..consumers import HandlerStatus, ParkedEvent, ParkedFilter, RetryResult
+from ..domain.consumers import REASON_MAX
+from ..domain.errors import NotFound, ValidationFailed
+from ..projections import KIND as PROJECTIONS
+from ..projections import rebuild
+from ..services import Context
+from .common import err, lightning, operator, out
+
+consumers_app = typer.Typer(
+    help="Inspect consumers (projection builders, …) and deal with parked events.",
+    no_args_is_help=True,
+)
+projections_app = typer.Typer(help="Inspect and rebuild read models.", no_args_is_help=True)
+
+Consumer = Annotated[str | None, typer.Option(help="only this consumer kind (projections, …)")]
+HandlerOption = Annotated[str | None, typer.Option(help="only this handler (a projection, …)")]
+Aggregate = Annotated[str | None, typer.Option(help="only this aggregate (the parked key)")]
+Json = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
+
+
+def print_statuses(statuses: list[HandlerStatus], as_json: bool) -> None:
+    if as_json:
+        for s in statuses:
+            sys.stdout.write(json.dumps(asdict(s)) + "\n")
+        return
+    table = Table("consumer", "name", "position", "lag", "status", "parked", "error")
+    for s in statuses:
+        table.add_row(
+            s.kind, s.name, str(s.position), str(s.lag), s.status, str(s.parked), s.error or ""
+        )
+    out.print(table)
+
+
+def print_parked(parked: list[ParkedEvent], as_json: bool) -> None:
+    if as_json:
+        for p in parked:
+            sys.stdout.write(json.dumps(asdict(p)) + "\n")
+        return
+    table = Table("consumer", "handler", "key", "position", "type", "attempts", "error")
+    for p in parked:
+        waiting = "(waiting behind the first of its key)"
+        table.add_row(
+            p.consumer,
+            p.handler,
+            p.key,
+            str(p.position),
+            p.type,
+            str(p.attempts),
+            p.error or waiting,
+        )
+    out.print(table)
+
+
+# ---- consumers ----------------------------------------------------------------------------------
+
+
+@consumers_app.command("status")
+def consumers_status(consumer: Consumer = None, json_: Json = False) -> None:
+    """Position, lag, status and parked events of every handler of every consumer kind."""
+    with lightning() as lt:
+        print_statuses(lt.consumers.statuses(consumer), json_)
+
+
+@consumers_app.command("parked")
+def consumers_parked(
+    consumer: Consumer = None,
+    handler: HandlerOption = None,
+    aggregate: Aggregate = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many")] = 1_000,
+    json_: Json = False,
+) -> None:
+    """Parked events, by consumer, handler and key, oldest first."""
+    with lightning() as lt:
+        parked = lt.consumers.parked(ParkedFilter(consumer, handler, aggregate), limit)
+        print_parked(parked, json_)
+        if not parked and not json_:
+            err.print("nothing is parked")
+
+
+@consumers_app.command("retry-parked")
+def consumers_retry_parked(
+    consumer: Consumer = None,
+    handler: HandlerOption = None,
+    aggregate: Aggregate = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="apply in a transaction that is rolled back")
+    ] = False,
+) -> None:
+    """Apply parked events again (after a fix), each key's in order, in one transaction per
+    key; the ones that apply are unparked. Exit 1 if any still fails."""
+    with lightning() as lt:
+        which = ParkedFilter(consumer, handler, aggregate)
+        results = lt.consumers.retry_parked(which, dry_run=dry_run)
+        if not results:
+            if aggregate is not None:
+                raise NotFound(f"nothing is parked for {aggregate}")
+            err.print("nothing is parked")
+            return
+        for result in results:
+            report_retry(result, dry_run)
+        if not all(r.ok for r in results):
+            raise typer.Exit(1)
+
+
+def report_retry(result: RetryResult, dry_run: bool) -> None:
+    positions = ", ".join(str(e.position) for e in result.events)
+    where = f"{result.consumer}/{result.handler} {result.key}"
+    if result.ok:
+        verb = "would apply" if dry_run else "applied"
+        out.print(f"{where}: {verb} {len(result.events)} event(s) ({positions})", highlight=False)
+        if dry_run:
+            out.print("  before:", json.dumps(result.before, default=str), highlight=False)
+            out.print("  after: ", json.dumps(result.after, default=str), highlight=False)
+    else:
+        verb = "would still fail" if dry_run else "still fails"
+        out.print(f"{where}: {verb} ({positions}): {result.error}", highlight=False)
+
+
+@consumers_app.command("skip-parked")
+def consumers_skip_parked(
+    aggregate: Annotated[str, typer.Option(help="the parked key (aggregate) to skip")],
+    consumer: Consumer = None,
+    handler: HandlerOption = None,
+    reason: Annotated[str, typer.Option(help="why, for the log")] = "",
+    yes: Annotated[bool, typer.Option("--yes", help="yes, skip them")] = False,
+) -> None:
+    """Give up on an aggregate's parked events: the handler never applies them. Recorded as
+    consumer.event_skipped with you as the actor; later events of the aggregate flow again."""
+    if not yes:
+        raise ValidationFailed(
+            "skipping means these events are never applied by that handler; add --yes to do it"
+        )
+    if len(reason) > REASON_MAX:
+        raise ValidationFailed(f"--reason has at most {REASON_MAX} characters")
+    with lightning() as lt:
+        record = lt.skip_recorder(Context(operator()), reason)
+        skipped = lt.consumers.skip_parked(ParkedFilter(consumer, handler, aggregate), record)
+        if not skipped:
+            raise NotFound(f"nothing is parked for {aggregate}")
+        for p in skipped:
+            out.print(
+                f"skipped {p.consumer}/{p.handler} {p.key} position {p.position} ({p.type})",
+                highlight=False,
+            )
+
+
+# ---- projections --------------------------------------------------------------------------------
+
+
+@projections_app.command("status")
+def projections_status(json_: Json = False) -> None:
+    """Name, position, lag, status and parked events of every read model."""
+    with lightning() as lt:
+        print_statuses(lt.consumers.statuses(PROJECTIONS), json_)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(name: str) -> None:
+    """Empty one read model (and what it parked) and apply the whole event log to it again.
+
+    Stop the processes that run it first (serve on the embedded default, or `worker
+    projections`); they resume from the rebuilt position when started again."""
+    with lightning() as lt:
+        position = rebuild(lt.consumers, name)
+        err.print(f"rebuilt {name} up to position {position}")

@@ -1,0 +1,150 @@
+"""One handler's part of a batch, inside the consumer's transaction.
+
+Fast path: apply every wanted event at once in a savepoint. If that fails (not an outage), roll
+back to the savepoint and apply the events one by one to find the one that fails: the events
+before it are kept, and that event is either left for a later retry (the handler stops just
+before it) or, once its retries are spent, parked; then the rest go the fast way again. An event
+whose key is parked is never applied: it is parked behind the first one, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .. import failpoints
+from ..store.backends import Tx
+from ..store.envelope import Envelope
+from ..store.outages import is_retryable
+from . import parking
+from .handler import Handler
+from .parking import ParkedEvent
+
+
+@dataclass(frozen=True)
+class Failing:
+    """A handler's failure on one event. ``retry_at`` (monotonic) is when to try it again; None
+    once its retries are spent and it is to be parked."""
+
+    position: int
+    key: str
+    attempts: int
+    error: str
+    retry_at: float | None
+
+
+@dataclass
+class Outcome:
+    position: int  # where the handler stands after the batch (to be recorded)
+    parked: list[ParkedEvent] = field(default_factory=list)
+    failing: Failing | None = None
+
+
+@contextmanager
+def savepoint(tx: Tx, name: str) -> Iterator[None]:
+    tx.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        tx.execute(f"RELEASE SAVEPOINT {name}")
+        raise
+    tx.execute(f"RELEASE SAVEPOINT {name}")
+
+
+class HandlerRun:
+    def __init__(
+        self,
+        *,
+        consumer: str,
+        handler: Handler,
+        tx: Tx,
+        savepoint_name: str,
+        parked_keys: set[str],
+        start: int,
+        failed: Callable[[Envelope, Exception], Failing],
+        now: str,
+    ) -> None:
+        self.consumer = consumer
+        self.handler = handler
+        self.tx = tx
+        self.savepoint = savepoint_name
+        self.parked_keys = parked_keys
+        self.failed = failed
+        self.now = now
+        self.outcome = Outcome(start)
+
+    def run(self, events: Sequence[Envelope]) -> Outcome:
+        rest = list(events)
+        while rest:
+            if self._attempt(rest):
+                self.outcome.position = rest[-1].position
+                break
+            rest = self._find_failure(rest)
+            if self.outcome.failing is not None:
+                break
+        return self.outcome
+
+    def _attempt(self, events: Sequence[Envelope]) -> bool:
+        """Apply ``events`` in a savepoint; False if they failed (rolled back)."""
+        try:
+            with savepoint(self.tx, self.savepoint):
+                parked = self._apply(events)
+        except Exception as exc:
+            if is_retryable(exc):
+                raise  # an outage or a race: the whole batch is retried, nobody is blamed
+            return False
+        self.outcome.parked += parked
+        return True
+
+    def _find_failure(self, events: Sequence[Envelope]) -> list[Envelope]:
+        """Apply one by one up to the failing event. Return what is left after it when it was
+        parked (to go the fast way again), nothing when it is to be retried later (the handler
+        then stands just before it) or when none failed this time."""
+        for index, envelope in enumerate(events):
+            try:
+                with savepoint(self.tx, self.savepoint):
+                    parked = self._apply([envelope])
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                failing = self.failed(envelope, exc)
+                if failing.retry_at is not None:
+                    self.outcome.failing = failing
+                    return []
+                self.outcome.parked += self._park([envelope], failing)
+                self.outcome.position = envelope.position
+                return list(events[index + 1 :])
+            self.outcome.parked += parked
+            self.outcome.position = envelope.position
+        return []
+
+    def _apply(self, events: Sequence[Envelope]) -> list[ParkedEvent]:
+        handler = self.handler
+        wanted = [e for e in events if handler.wants(e)]
+        ready = [e for e in wanted if handler.key(e) not in self.parked_keys]
+        waiting = [e for e in wanted if handler.key(e) in self.parked_keys]
+        if ready:
+            failpoints.check_apply(handler.name, {handler.key(e) for e in ready})
+            handler.apply_batch(self.tx, ready)
+        return self._park(waiting, None)
+
+    def _park(self, events: Sequence[Envelope], failing: Failing | None) -> list[ParkedEvent]:
+        rows = [
+            ParkedEvent(
+                consumer=self.consumer,
+                handler=self.handler.name,
+                key=self.handler.key(e),
+                position=e.position,
+                type=e.type,
+                error=None if failing is None else failing.error,
+                attempts=0 if failing is None else failing.attempts,
+                parked_at=self.now,
+            )
+            for e in events
+        ]
+        if rows:
+            parking.park(self.tx, rows)
+            self.parked_keys.update(r.key for r in rows)
+        return rows

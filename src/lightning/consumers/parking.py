@@ -1,0 +1,154 @@
+"""Parked events: what a handler could not apply, and everything of the same key behind it.
+
+Rows are written in the transaction that moves the handler's tracking position past them, so an
+event is always either applied, parked, or still ahead of the position — never lost. The first
+parked event of a key carries the error and the attempts; those behind it wait with neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..store.backends import Row, Tx
+
+ERROR_MAX = 2_000  # characters of an error message kept
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    consumer: str
+    handler: str
+    key: str
+    position: int
+    type: str
+    error: str | None
+    attempts: int
+    parked_at: str
+
+    @classmethod
+    def from_row(cls, row: Row) -> ParkedEvent:
+        return cls(
+            consumer=row["consumer"],
+            handler=row["handler"],
+            key=row["key"],
+            position=int(row["position"]),
+            type=row["type"],
+            error=row["error"],
+            attempts=int(row["attempts"]),
+            parked_at=row["parked_at"],
+        )
+
+
+@dataclass(frozen=True)
+class ParkedFilter:
+    consumer: str | None = None
+    handler: str | None = None
+    key: str | None = None
+
+    def where(self) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("consumer", self.consumer),
+            ("handler", self.handler),
+            ("key", self.key),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def park(tx: Tx, events: Sequence[ParkedEvent]) -> None:
+    tx.execute_many(
+        "INSERT INTO parked_events"
+        " (consumer, handler, key, position, type, error, attempts, parked_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (
+                e.consumer,
+                e.handler,
+                e.key,
+                e.position,
+                e.type,
+                None if e.error is None else e.error[:ERROR_MAX],
+                e.attempts,
+                e.parked_at,
+            )
+            for e in events
+        ],
+    )
+
+
+def parked_keys(tx: Tx, consumer: str) -> dict[str, set[str]]:
+    """handler -> the keys it has parked (read in every batch, under the tracking locks)."""
+    keys: dict[str, set[str]] = {}
+    for row in tx.all(
+        "SELECT DISTINCT handler, key FROM parked_events WHERE consumer = ?", (consumer,)
+    ):
+        keys.setdefault(row["handler"], set()).add(row["key"])
+    return keys
+
+
+def listed(tx: Tx, which: ParkedFilter, limit: int = 1_000) -> list[ParkedEvent]:
+    where, params = which.where()
+    rows = tx.all(
+        f"SELECT * FROM parked_events{where}"  # noqa: S608 (columns from code)
+        " ORDER BY consumer, handler, key, position LIMIT ?",
+        [*params, limit],
+    )
+    return [ParkedEvent.from_row(r) for r in rows]
+
+
+def groups(tx: Tx, which: ParkedFilter) -> list[tuple[str, str, str]]:
+    """The (consumer, handler, key) groups with parked events, oldest first."""
+    where, params = which.where()
+    rows = tx.all(
+        f"SELECT consumer, handler, key, MIN(position) AS first FROM parked_events{where}"  # noqa: S608
+        " GROUP BY consumer, handler, key ORDER BY first",
+        params,
+    )
+    return [(r["consumer"], r["handler"], r["key"]) for r in rows]
+
+
+def holding_back(
+    tx: Tx, handlers: Sequence[str], position: int, key: str | None = None
+) -> list[ParkedEvent]:
+    """Parked events at or before ``position`` of these handlers (of one key, if given): what
+    keeps their read models from being consistent with ``position``."""
+    sql = (
+        f"SELECT * FROM parked_events WHERE handler IN ({', '.join('?' * len(handlers))})"  # noqa: S608
+        " AND position <= ?"
+    )
+    params: list[object] = [*handlers, position]
+    if key is not None:
+        sql += " AND key = ?"
+        params.append(key)
+    rows = tx.all(sql + " ORDER BY position LIMIT 5", params)
+    return [ParkedEvent.from_row(r) for r in rows]
+
+
+def counts(tx: Tx) -> dict[str, int]:
+    """handler -> how many events it has parked."""
+    rows = tx.all("SELECT handler, COUNT(*) AS n FROM parked_events GROUP BY handler")
+    return {r["handler"]: int(r["n"]) for r in rows}
+
+
+def failed_again(tx: Tx, event: ParkedEvent, error: str) -> None:
+    tx.execute(
+        "UPDATE parked_events SET error = ?, attempts = attempts + 1"
+        " WHERE consumer = ? AND handler = ? AND position = ?",
+        (error[:ERROR_MAX], event.consumer, event.handler, event.position),
+    )
+
+
+def unpark(tx: Tx, events: Sequence[ParkedEvent]) -> None:
+    tx.execute_many(
+        "DELETE FROM parked_events WHERE consumer = ? AND handler = ? AND position = ?",
+        [(e.consumer, e.handler, e.position) for e in events],
+    )
+
+
+def clear(tx: Tx, consumer: str, handler: str) -> None:
+    tx.execute("DELETE FROM parked_events WHERE consumer = ? AND handler = ?", (consumer, handler))

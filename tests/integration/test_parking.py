@@ -1,0 +1,290 @@
+"""A poison event parks its aggregate for one projection, never the consumer, never silently:
+retried, then parked with every later event of the aggregate in order, while other aggregates
+and projections carry on; retried after a fix (dry run first) or skipped on an operator's word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from lightning import failpoints
+from lightning.bootstrap import Lightning
+from lightning.consumers import Consumer, ConsumerKind, ParkedFilter, RetryPolicy, run_to_head
+from lightning.domain.errors import Unavailable
+from lightning.projections import KIND, all_projections
+from lightning.projections.agents import AgentsProjection
+from lightning.projections.api_keys import ApiKeysProjection
+from lightning.projections.audit_log import AuditLogProjection
+from lightning.services import Context, Principal
+from lightning.store.backends import Tx
+from lightning.store.envelope import Envelope
+from lightning.store.outages import is_retryable
+
+from .test_projections import CTX, assert_agents_equal_fold_of_log, position, rows
+
+GROK = {"provider": "grok", "model": "grok-code-fast-1"}
+OPERATOR = Principal(actor="cli:tester", role="admin")
+
+
+class FailsOn(AgentsProjection):
+    """Fails on every event of one aggregate until healed (a bug fixed and deployed)."""
+
+    def __init__(self, aggregate: UUID, error: Exception | None = None) -> None:
+        self.aggregate = aggregate
+        self.error = error or RuntimeError(f"cannot apply {aggregate}")
+        self.healed = False
+        self.calls = 0
+
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        self.calls += 1
+        if not self.healed and any(e.aggregate_id == self.aggregate for e in envelopes):
+            raise self.error
+        super().apply_batch(tx, envelopes)
+
+
+def consumer_with(app: Lightning, agents: AgentsProjection, retries: int = 2) -> Consumer:
+    return Consumer(
+        KIND,
+        [agents, ApiKeysProjection(), AuditLogProjection()],
+        app.consumers.tracking,
+        app.store,
+        policy=RetryPolicy(retries=retries, first_delay=0.001),
+    )
+
+
+def register(app: Lightning, name: str) -> UUID:
+    return app.agents.register(CTX, name=name, **GROK).agent.id
+
+
+def given_a_poisoned_aggregate(app: Lightning) -> tuple[UUID, FailsOn, Consumer]:
+    register(app, "before")
+    poisoned = register(app, "poisoned")
+    failing = FailsOn(poisoned)
+    consumer = consumer_with(app, failing)
+    run_to_head(consumer)
+    return poisoned, failing, consumer
+
+
+def test_later_events_of_the_aggregate_wait_while_others_flow(lightning: Lightning) -> None:
+    poisoned, _, consumer = given_a_poisoned_aggregate(lightning)
+    lightning.agents.reconfigure(CTX, poisoned, temperature=1.5)
+    after = register(lightning, "after")
+    lightning.agents.retire(CTX, poisoned)
+    run_to_head(consumer)
+
+    head = lightning.store.max_position()
+    assert {
+        n: position(lightning, n) for n in ("agents", "api_keys", "audit_log")
+    } == dict.fromkeys(("agents", "api_keys", "audit_log"), head)
+    parked = lightning.consumers.parked(ParkedFilter())
+    poisoned_events = [e for e in lightning.store.load(poisoned)]
+    assert [(p.consumer, p.handler, p.key) for p in parked] == [
+        (KIND, "agents", str(poisoned))
+    ] * len(poisoned_events)
+    assert [p.position for p in parked] == [e.position for e in poisoned_events]  # in order
+    assert [p.type for p in parked] == [e.type for e in poisoned_events]
+    first, *behind = parked
+    assert first.attempts == 3 and "cannot apply" in (first.error or "")
+    assert all(p.attempts == 0 and p.error is None for p in behind)
+    # every other agent is there; the poisoned one is not; the other read models have it all
+    agents = {r["id"] for r in rows(lightning, "agents")}
+    assert str(after) in agents and str(poisoned) not in agents
+    assert len(rows(lightning, "audit_log")) == head
+    status = {s.name: s for s in lightning.consumers.statuses()}
+    assert (status["agents"].status, status["agents"].parked) == ("degraded", len(parked))
+    assert status["audit_log"].status == "running" and status["audit_log"].parked == 0
+
+
+def test_consistent_with_a_parked_position_is_unavailable_and_says_why(
+    lightning: Lightning,
+) -> None:
+    poisoned, _, _ = given_a_poisoned_aggregate(lightning)
+    head = lightning.store.max_position()
+    other = next(r["id"] for r in rows(lightning, "agents"))
+    with pytest.raises(Unavailable, match=f"parked the events of {poisoned}"):
+        lightning.consumers.wait_blocking(head, ["agents"], timeout=0.1)
+    # an aggregate that is not parked, or a position before the parked one, is fine
+    asyncio.run(lightning.consumers.wait(head, ["agents"], 0.1, key=other))
+    first_parked = lightning.consumers.parked(ParkedFilter())[0].position
+    lightning.consumers.wait_blocking(first_parked - 1, ["agents"], timeout=0.1)
+    lightning.consumers.wait_blocking(head, ["audit_log", "api_keys"], timeout=0.1)
+
+
+def test_retry_parked_dry_run_changes_nothing_then_heals(lightning: Lightning) -> None:
+    poisoned, failing, consumer = given_a_poisoned_aggregate(lightning)
+    lightning.agents.reconfigure(CTX, poisoned, temperature=1.5)
+    run_to_head(consumer)
+    before = rows(lightning, "agents")
+
+    failing.healed = True  # the fix, in the process that retries
+    consumers = lightning.consumers
+    # the operator's process has the fixed code: stand it in for the registered kind
+    consumers.kinds[KIND] = ConsumerKind(KIND, lambda: [failing])
+    [dry] = consumers.retry_parked(ParkedFilter(key=str(poisoned)), dry_run=True)
+    assert dry.ok and [e.position for e in dry.events] == [
+        e.position for e in lightning.store.load(poisoned)
+    ]
+    assert dry.before == [] and dry.after[0]["temperature"] == 1.5
+    assert rows(lightning, "agents") == before  # nothing committed
+    assert len(consumers.parked(ParkedFilter())) == 2
+
+    [result] = consumers.retry_parked(ParkedFilter(key=str(poisoned)))
+    assert result.ok
+    assert consumers.parked(ParkedFilter()) == []
+    # later events of the aggregate flow normally again
+    lightning.agents.reconfigure(CTX, poisoned, temperature=0.3)
+    run_to_head(consumer)
+    assert_agents_equal_fold_of_log(lightning)
+    assert {s.status for s in consumers.statuses()} == {"running"}
+
+
+def test_retry_parked_that_still_fails_keeps_them_parked(lightning: Lightning) -> None:
+    poisoned, failing, _ = given_a_poisoned_aggregate(lightning)
+    lightning.consumers.kinds[KIND] = ConsumerKind(KIND, lambda: [failing])  # the same bug
+    [result] = lightning.consumers.retry_parked(ParkedFilter(key=str(poisoned)))
+    assert not result.ok and "cannot apply" in (result.error or "")
+    [parked] = lightning.consumers.parked(ParkedFilter())
+    assert parked.attempts == 4  # one more
+    assert str(poisoned) not in {r["id"] for r in rows(lightning, "agents")}
+
+
+def test_skip_parked_records_the_skip_and_lets_later_events_flow(lightning: Lightning) -> None:
+    poisoned, failing, consumer = given_a_poisoned_aggregate(lightning)
+    [parked] = lightning.consumers.parked(ParkedFilter())
+    record = lightning.skip_recorder(Context(OPERATOR), "bad data, accepted")
+    skipped = lightning.consumers.skip_parked(ParkedFilter(key=str(poisoned)), record)
+    assert [s.position for s in skipped] == [parked.position]
+    assert lightning.consumers.parked(ParkedFilter()) == []
+    [fact] = [e for e in lightning.store.iterate(0) if e.type == "consumer.event_skipped"]
+    assert fact.aggregate_type == "consumer" and fact.actor == "cli:tester"
+    assert fact.data == {
+        "consumer": KIND,
+        "handler": "agents",
+        "aggregate": str(poisoned),
+        "position": parked.position,
+        "reason": "bad data, accepted",
+    }
+    # recording again (a rerun after a crash between recording and unparking) adds nothing
+    assert record(KIND, skipped) is None
+    # later events of the aggregate are applied again (by fixed code); the skipped
+    # registration never was, so the agents read model has no row to reconfigure
+    failing.healed = True
+    lightning.agents.reconfigure(CTX, poisoned, temperature=1.5)
+    run_to_head(consumer)
+    assert str(poisoned) not in {r["id"] for r in rows(lightning, "agents")}
+    assert lightning.consumers.parked(ParkedFilter()) == []
+
+
+def test_outages_never_park(lightning: Lightning) -> None:
+    poisoned = register(lightning, "victim")
+    outage: Exception = (
+        psycopg.OperationalError("server closed the connection unexpectedly")
+        if lightning.store.backend.kind == "postgres"
+        else sqlite3.OperationalError("database is locked")
+    )
+    failing = FailsOn(poisoned, outage)
+    consumer = consumer_with(lightning, failing, retries=0)
+    for _ in range(3):
+        with pytest.raises(Exception) as raised:
+            consumer.catch_up()
+        assert is_retryable(raised.value)  # what the loops retry without spending anything
+        consumer.reset()
+    assert lightning.consumers.parked(ParkedFilter()) == []
+    assert position(lightning, "audit_log") == 0  # the whole batch was abandoned, blaming nobody
+    failing.healed = True
+    run_to_head(consumer)
+    assert_agents_equal_fold_of_log(lightning)
+
+
+def test_a_constraint_violation_parks_like_any_fault(lightning: Lightning) -> None:
+    poisoned = register(lightning, "constrained")
+    violation = (
+        psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+        if lightning.store.backend.kind == "postgres"
+        else sqlite3.IntegrityError("UNIQUE constraint failed: agents.id")
+    )
+    run_to_head(consumer_with(lightning, FailsOn(poisoned, violation), retries=1))
+    [parked] = lightning.consumers.parked(ParkedFilter())
+    assert parked.key == str(poisoned) and parked.attempts == 2
+
+
+def test_a_failing_handler_backs_off_while_the_others_carry_on(lightning: Lightning) -> None:
+    poisoned = register(lightning, "slow-poison")
+    now = [1000.0]
+    consumer = Consumer(
+        KIND,
+        [FailsOn(poisoned), AuditLogProjection()],
+        lightning.consumers.tracking,
+        lightning.store,
+        policy=RetryPolicy(retries=3, first_delay=10.0),
+        clock=lambda: now[0],
+    )
+    consumer.catch_up()
+    assert consumer.failing()["agents"].attempts == 1
+    assert consumer.next_retry() == 1010.0
+    assert position(lightning, "agents") < lightning.store.load(poisoned)[0].position
+    status = {s.name: s for s in lightning.consumers.statuses()}
+    assert status["agents"].status == "retrying" and "attempt 1 of 4" in (
+        status["agents"].error or ""
+    )
+    more = register(lightning, "meanwhile")
+    consumer.catch_up()  # not due: the failing handler is left alone, the other carries on
+    assert consumer.failing()["agents"].attempts == 1
+    assert position(lightning, "audit_log") == lightning.store.max_position()
+    now[0] = 1010.0
+    consumer.catch_up()
+    assert consumer.failing()["agents"].attempts == 2 and consumer.next_retry() == 1030.0
+    for due in (1030.0, 1070.0):
+        now[0] = due
+        consumer.catch_up()
+    assert [p.key for p in lightning.consumers.parked(ParkedFilter())] == [str(poisoned)]
+    assert str(more) in {r["id"] for r in rows(lightning, "agents")}
+    assert consumer.failing() == {}
+
+
+def test_the_failpoint_makes_a_chosen_projection_fail_on_a_chosen_aggregate(
+    lightning: Lightning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = register(lightning, "target")
+    register(lightning, "bystander")
+    monkeypatch.setenv("LIGHTNING_FAILPOINTS", f"apply:agents:{target}")
+    failpoints.armed.cache_clear()
+    try:
+        run_to_head(lightning.consumers.build(KIND))
+    finally:
+        monkeypatch.delenv("LIGHTNING_FAILPOINTS")
+        failpoints.armed.cache_clear()
+    parked = lightning.consumers.parked(ParkedFilter())
+    assert [(p.handler, p.key) for p in parked] == [("agents", str(target))]
+    assert "failpoint apply:agents" in (parked[0].error or "")
+    [result] = lightning.consumers.retry_parked(ParkedFilter(handler="agents"))
+    assert result.ok
+    assert_agents_equal_fold_of_log(lightning)
+
+
+def test_rebuild_forgets_what_was_parked(lightning: Lightning) -> None:
+    from lightning.projections import rebuild
+
+    given_a_poisoned_aggregate(lightning)
+    assert lightning.consumers.parked(ParkedFilter())
+    rebuild(lightning.consumers, "agents")  # with the real projection, which has no bug
+    assert lightning.consumers.parked(ParkedFilter()) == []
+    assert_agents_equal_fold_of_log(lightning, audit=False)
+
+
+def test_names_are_checked(lightning: Lightning) -> None:
+    from lightning.domain.errors import NotFound, ValidationFailed
+
+    with pytest.raises(NotFound):
+        lightning.consumers.parked(ParkedFilter(consumer="nope"))
+    with pytest.raises(NotFound):
+        lightning.consumers.parked(ParkedFilter(handler="nope"))
+    with pytest.raises(ValidationFailed):
+        lightning.consumers.parked(ParkedFilter(key="k" * 500))
+    assert sorted(lightning.consumers.handler_names()) == sorted(p.name for p in all_projections())
