@@ -355,3 +355,48 @@ def test_concurrent_writer_processes(database_url: str) -> None:
         assert_read_models_equal_fold_of_log(app)
     finally:
         app.close()
+
+
+def accepting(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=1) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def test_postgres_restart_with_full_pools(cluster: Cluster, app: Lightning) -> None:
+    """Every pooled connection dies with the server: the command path and the workers must
+    come back at once when it is back, not after a dead connection per try and a long backoff
+    (they used to take 3-17 s; scripts/pg_restart_trial.py measures it with `serve` too)."""
+    import os
+
+    cluster.start_worker("all")
+    size = app.settings.postgres_pool_size
+    with ThreadPoolExecutor(3 * size) as pool:  # more callers than connections: pools full
+        list(
+            pool.map(lambda i: app.agents.register(CTX, name=f"warm-{i}", **GROK), range(3 * size))
+        )
+    wait_caught_up(app, cluster)
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    restart = subprocess.Popen(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
+    )
+    try:
+        wait_for(lambda: not accepting(cluster.database_url), timeout=30)
+        wait_for(lambda: accepting(cluster.database_url), timeout=60)
+        back = time.monotonic()
+        position = 0
+        while not position:
+            with contextlib.suppress(Exception):
+                position = app.agents.register(CTX, name="after-restart", **GROK).position
+        served = time.monotonic() - back
+        wait_caught_up(app, cluster, timeout=30)
+        current = time.monotonic() - back
+    finally:
+        restart.wait(timeout=120)
+    assert served < 3 and current < 3, f"command after {served:.2f}s, read models {current:.2f}s"
+    assert_read_models_equal_fold_of_log(app)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict, fields
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -212,15 +213,8 @@ class ProjectionStatus:
     parked: int
 
     @classmethod
-    def from_data(cls, s: HandlerStatus) -> ProjectionStatus:
-        return cls(
-            name=s.name,
-            position=s.position,
-            lag=s.lag,
-            status=s.status,
-            error=s.error,
-            parked=s.parked,
-        )
+    def from_data(cls, s: HandlerStatus) -> Self:
+        return cls(**{f.name: getattr(s, f.name) for f in fields(cls)})
 
 
 @strawberry.type(
@@ -228,26 +222,8 @@ class ProjectionStatus:
     " running, catching_up, retrying (an event failed and is tried again), degraded (events"
     " parked), stale (no worker has reported lately)."
 )
-class ConsumerStatus:
-    name: str
+class ConsumerStatus(ProjectionStatus):
     kind: str
-    position: int
-    lag: int
-    status: str
-    error: str | None
-    parked: int
-
-    @classmethod
-    def from_data(cls, s: HandlerStatus) -> ConsumerStatus:
-        return cls(
-            name=s.name,
-            kind=s.kind,
-            position=s.position,
-            lag=s.lag,
-            status=s.status,
-            error=s.error,
-            parked=s.parked,
-        )
 
 
 @strawberry.type(
@@ -267,16 +243,7 @@ class ParkedEventRecord:
 
     @classmethod
     def from_data(cls, p: ParkedEvent) -> ParkedEventRecord:
-        return cls(
-            consumer=p.consumer,
-            handler=p.handler,
-            key=p.key,
-            position=p.position,
-            type=p.type,
-            error=p.error,
-            attempts=p.attempts,
-            parked_at=datetime.fromisoformat(p.parked_at),
-        )
+        return cls(**asdict(p) | {"parked_at": datetime.fromisoformat(p.parked_at)})
 
 
 # ---- inputs -------------------------------------------------------------------------------------

@@ -82,8 +82,7 @@ class Relay:
                 # Leadership is won (or waited for) again after any failure, including the loss
                 # of the lock's own connection.
                 async with self._leadership(stop) as lease, self._listening(stop):
-                    await self._relay(stop, lease)
-                    backoff.reset()
+                    await self._relay(stop, lease, backoff)
             except Exception as exc:
                 delay = backoff.next()
                 log.warning(
@@ -92,7 +91,7 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
 
-    async def _relay(self, stop: asyncio.Event, lease: _Lease) -> None:
+    async def _relay(self, stop: asyncio.Event, lease: _Lease, backoff: Backoff) -> None:
         connection = await connect(self.amqp_url, "lightning-relay", stop)
         if connection is None:
             return
@@ -101,6 +100,7 @@ class Relay:
             exchange = await self.topology.declare_exchange(channel)
             position = await anyio.to_thread.run_sync(self.position)
             log.info("relay publishing from position %d to %s", position, self.topology.exchange)
+            backoff.reset()  # connected to both: the next interruption starts short again
             recorder = _Recorder(self, position)
             try:
                 while not stop.is_set():

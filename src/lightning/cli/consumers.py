@@ -13,11 +13,11 @@ from rich.table import Table
 
 from ..consumers import HandlerStatus, ParkedEvent, ParkedFilter, RetryResult
 from ..domain.consumers import REASON_MAX
-from ..domain.errors import NotFound, ValidationFailed
+from ..domain.errors import NotFound
 from ..projections import KIND as PROJECTIONS
 from ..projections import rebuild
 from ..services import Context
-from .common import err, lightning, operator, out
+from .common import err, fail, lightning, operator, out
 
 consumers_app = typer.Typer(
     help="Inspect consumers (projection builders, …) and deal with parked events.",
@@ -29,6 +29,11 @@ Consumer = Annotated[str | None, typer.Option(help="only this consumer kind (pro
 HandlerOption = Annotated[str | None, typer.Option(help="only this handler (a projection, …)")]
 Aggregate = Annotated[str | None, typer.Option(help="only this aggregate (the parked key)")]
 Json = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
+
+
+def say(*parts: str) -> None:
+    """A plain line on stdout: no markup, no highlighting, never wrapped."""
+    out.print(*parts, highlight=False, soft_wrap=True, markup=False)
 
 
 def print_statuses(statuses: list[HandlerStatus], as_json: bool) -> None:
@@ -45,23 +50,20 @@ def print_statuses(statuses: list[HandlerStatus], as_json: bool) -> None:
 
 
 def print_parked(parked: list[ParkedEvent], as_json: bool) -> None:
+    """One block per parked key: the event that failed (with its error), then the ones waiting
+    behind it, in order."""
     if as_json:
         for p in parked:
             sys.stdout.write(json.dumps(asdict(p)) + "\n")
         return
-    table = Table("consumer", "handler", "key", "position", "type", "attempts", "error")
+    key = None
     for p in parked:
-        waiting = "(waiting behind the first of its key)"
-        table.add_row(
-            p.consumer,
-            p.handler,
-            p.key,
-            str(p.position),
-            p.type,
-            str(p.attempts),
-            p.error or waiting,
-        )
-    out.print(table)
+        if (p.consumer, p.handler, p.key) != key:
+            key = (p.consumer, p.handler, p.key)
+            count = sum(1 for q in parked if (q.consumer, q.handler, q.key) == key)
+            say(f"{p.consumer}/{p.handler} {p.key}: {count} parked event(s)")
+        state = f"failed {p.attempts} time(s): {p.error}" if p.error else "waiting behind it"
+        say(f"  position {p.position:<10} {p.type:<32} parked {p.parked_at}  {state}")
 
 
 # ---- consumers ----------------------------------------------------------------------------------
@@ -120,13 +122,13 @@ def report_retry(result: RetryResult, dry_run: bool) -> None:
     where = f"{result.consumer}/{result.handler} {result.key}"
     if result.ok:
         verb = "would apply" if dry_run else "applied"
-        out.print(f"{where}: {verb} {len(result.events)} event(s) ({positions})", highlight=False)
+        say(f"{where}: {verb} {len(result.events)} event(s) ({positions})")
         if dry_run:
-            out.print("  before:", json.dumps(result.before, default=str), highlight=False)
-            out.print("  after: ", json.dumps(result.after, default=str), highlight=False)
+            say("  before:", json.dumps(result.before, default=str))
+            say("  after: ", json.dumps(result.after, default=str))
     else:
         verb = "would still fail" if dry_run else "still fails"
-        out.print(f"{where}: {verb} ({positions}): {result.error}", highlight=False)
+        say(f"{where}: {verb} ({positions}): {result.error}")
 
 
 @consumers_app.command("skip-parked")
@@ -140,21 +142,19 @@ def consumers_skip_parked(
     """Give up on an aggregate's parked events: the handler never applies them. Recorded as
     consumer.event_skipped with you as the actor; later events of the aggregate flow again."""
     if not yes:
-        raise ValidationFailed(
-            "skipping means these events are never applied by that handler; add --yes to do it"
+        raise fail(
+            "BAD_USER_INPUT",
+            "skipping means these events are never applied by that handler; add --yes to do it",
         )
     if len(reason) > REASON_MAX:
-        raise ValidationFailed(f"--reason has at most {REASON_MAX} characters")
+        raise fail("BAD_USER_INPUT", f"--reason has at most {REASON_MAX} characters")
     with lightning() as lt:
         record = lt.skip_recorder(Context(operator()), reason)
         skipped = lt.consumers.skip_parked(ParkedFilter(consumer, handler, aggregate), record)
         if not skipped:
             raise NotFound(f"nothing is parked for {aggregate}")
         for p in skipped:
-            out.print(
-                f"skipped {p.consumer}/{p.handler} {p.key} position {p.position} ({p.type})",
-                highlight=False,
-            )
+            say(f"skipped {p.consumer}/{p.handler} {p.key} position {p.position} ({p.type})")
 
 
 # ---- projections --------------------------------------------------------------------------------
