@@ -98,3 +98,12 @@ def test_wire_json_is_the_envelope_without_a_model_round_trip() -> None:
     assert json.loads(body) == REGISTERED.model_dump(mode="json")
     assert Envelope.model_validate_json(body) == REGISTERED
     assert fields["id"] == str(REGISTERED.id)
+
+
+def test_reading_ignores_fields_a_newer_version_added() -> None:
+    from lightning.domain.registry import event_from
+
+    body = json.loads(env("agent.retired", 3, 9, name="coder").to_json())
+    newer = Envelope.model_validate(body | {"tenant": "t1"})
+    assert newer.type == "agent.retired"
+    assert event_from("agent.retired", {"name": "coder", "retired_by": "x"}) is not None

@@ -29,7 +29,9 @@ def format_time(value: datetime) -> str:
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Read tolerantly: an envelope field added by a newer version is ignored, never a crash
+    # (what this version writes is built here, field by field).
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: UUID
     type: str
