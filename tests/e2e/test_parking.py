@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -192,3 +193,30 @@ async def test_waiting_for_consistency_holds_no_thread(tmp_path: Path) -> None:
         assert waited >= 4  # the waits really waited for their timeout
         codes = {r.json()["errors"][0]["extensions"]["code"] for r in results}
         assert codes == {"UNAVAILABLE"}
+
+
+def test_serve_killed_while_an_aggregate_is_parked(tmp_path: Path) -> None:
+    """Embedded mode: `lightning serve` runs the projections; SIGKILL it while an aggregate is
+    parked and events keep coming: nothing is lost, doubled or reordered."""
+    with failing_on_one_agent(tmp_path, LIGHTNING_CONSUMER_RETRY_DELAY="0.01") as (
+        server,
+        target,
+        env,
+    ):
+        first = server.data(RECONFIGURE, {"id": target, "t": 1.5})["reconfigureAgent"]["position"]
+        wait_until(lambda: server.data("{ parkedEvents { key } }")["parkedEvents"])
+        server.process.send_signal(signal.SIGKILL)
+        assert server.process.wait(timeout=10) == -signal.SIGKILL
+    with serving(tmp_path, server.env) as server:  # the same build, still failing on the target
+        second = server.data(RECONFIGURE, {"id": target, "t": 1.7})["reconfigureAgent"]["position"]
+        other = register(server, name="other")
+        assert server.data(
+            AGENT,
+            {"id": other["agent"]["id"], "p": other["position"]},  # type: ignore[index]
+        )["agent"]
+        wait_until(lambda: len(server.data("{ parkedEvents { key } }")["parkedEvents"]) == 2)
+        parked = server.data("{ parkedEvents { key position } }")["parkedEvents"]
+        assert parked == [{"key": target, "position": first}, {"key": target, "position": second}]
+        healed = run_cli(env, tmp_path, "consumers", "retry-parked", "--aggregate", target)
+        assert healed.returncode == 0 and "applied 2 event(s)" in healed.stdout, healed.stdout
+        assert server.data(AGENT, {"id": target, "p": second})["agent"] == {"temperature": 1.7}

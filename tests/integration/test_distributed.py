@@ -398,5 +398,5 @@ def test_postgres_restart_with_full_pools(cluster: Cluster, app: Lightning) -> N
         current = time.monotonic() - back
     finally:
         restart.wait(timeout=120)
-    assert served < 3 and current < 3, f"command after {served:.2f}s, read models {current:.2f}s"
+    assert served < 2 and current < 2, f"command after {served:.2f}s, read models {current:.2f}s"
     assert_read_models_equal_fold_of_log(app)

@@ -6,8 +6,12 @@ and projections carry on; retried after a fix (dry run first) or skipped on an o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -15,6 +19,7 @@ import pytest
 
 from lightning import failpoints
 from lightning.bootstrap import Lightning
+from lightning.bus import Delivery
 from lightning.consumers import Consumer, ConsumerKind, ParkedFilter, RetryPolicy, run_to_head
 from lightning.domain.errors import Unavailable
 from lightning.projections import KIND, all_projections
@@ -24,7 +29,7 @@ from lightning.projections.audit_log import AuditLogProjection
 from lightning.services import Context, Principal
 from lightning.store.backends import Tx
 from lightning.store.envelope import Envelope
-from lightning.store.outages import is_retryable
+from lightning.store.outages import LostRace, is_retryable
 
 from .test_projections import CTX, assert_agents_equal_fold_of_log, position, rows
 
@@ -181,12 +186,19 @@ def test_skip_parked_records_the_skip_and_lets_later_events_flow(lightning: Ligh
     assert lightning.consumers.parked(ParkedFilter()) == []
 
 
+def busy() -> sqlite3.OperationalError:
+    """As sqlite3 raises it when another process holds the write lock (with its result code)."""
+    error = sqlite3.OperationalError("database is locked")
+    error.sqlite_errorcode = 5  # SQLITE_BUSY
+    return error
+
+
 def test_outages_never_park(lightning: Lightning) -> None:
     poisoned = register(lightning, "victim")
     outage: Exception = (
         psycopg.OperationalError("server closed the connection unexpectedly")
         if lightning.store.backend.kind == "postgres"
-        else sqlite3.OperationalError("database is locked")
+        else busy()
     )
     failing = FailsOn(poisoned, outage)
     consumer = consumer_with(lightning, failing, retries=0)
@@ -288,3 +300,214 @@ def test_names_are_checked(lightning: Lightning) -> None:
     with pytest.raises(ValidationFailed):
         lightning.consumers.parked(ParkedFilter(key="k" * 500))
     assert sorted(lightning.consumers.handler_names()) == sorted(p.name for p in all_projections())
+
+
+# ---- found in review ----------------------------------------------------------------------------
+
+
+class Recording(AuditLogProjection):
+    """Records every event it is handed (from any thread), slowly, to widen race windows."""
+
+    def __init__(self, applied: list[int]) -> None:
+        self.applied = applied
+
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        self.applied.extend(e.position for e in envelopes)
+        time.sleep(0.3)
+        super().apply_batch(tx, envelopes)
+
+
+def test_two_consumers_never_both_apply_a_handler_without_a_tracking_row(
+    lightning: Lightning,
+) -> None:
+    """A new handler has no tracking row to lock yet: the first batch must create and lock it,
+    or an active worker and a standby both apply (and commit) the same events."""
+    for i in range(5):
+        register(lightning, f"a{i}")
+    applied: list[int] = []
+
+    def run(upto: int | None) -> None:
+        consumer = Consumer(
+            KIND, [Recording(applied)], lightning.consumers.tracking, lightning.store
+        )
+        with contextlib.suppress(LostRace):  # losing the race is fine; applying twice is not
+            consumer.catch_up(upto=upto)
+
+    active = threading.Thread(target=run, args=(6,))
+    standby = threading.Thread(target=run, args=(None,))
+    active.start()
+    time.sleep(0.05)
+    standby.start()
+    active.join()
+    standby.join()
+    committed = [r["position"] for r in rows(lightning, "audit_log")]
+    assert committed == list(range(1, lightning.store.max_position() + 1))
+    assert sorted(applied) == sorted(set(applied))  # nothing handed over twice
+
+
+def test_a_failure_someone_else_parked_is_not_retried_for_ever(lightning: Lightning) -> None:
+    poisoned = register(lightning, "poisoned")
+    backing_off = consumer_with(lightning, FailsOn(poisoned), retries=5)
+    backing_off.catch_up()
+    assert backing_off.next_retry() is not None
+    consumer_with(lightning, FailsOn(poisoned), retries=0).catch_up()  # a standby parks it
+    time.sleep(0.05)
+    backing_off.catch_up()
+    assert backing_off.failing() == {} and backing_off.next_retry() is None
+
+
+@pytest.fixture
+def on_postgres(postgres_url: str) -> Iterator[Lightning]:
+    from lightning.config import Settings
+
+    app = Lightning.open(Settings(database_url=postgres_url, amqp_url=None, _env_file=None))
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def test_consistency_never_answers_yes_between_park_and_position(
+    on_postgres: Lightning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads the positions and the parked rows in two statements (two snapshots;
+    SQLite reads both in one): a worker committing "park and move past" between them must not
+    make the wait answer yes."""
+    app = on_postgres
+    poisoned = register(app, "poisoned")
+    head = app.store.max_position()
+    worker = consumer_with(app, FailsOn(poisoned), retries=0)
+    positions = app.consumers.tracking.positions
+    interleaved: list[bool] = []
+
+    def then_the_worker_commits(*args: object, **kwargs: object) -> dict[str, int]:
+        found = positions(*args, **kwargs)  # type: ignore[arg-type]
+        if not interleaved:
+            interleaved.append(True)
+            worker.catch_up()  # parks the event and moves agents past it
+        return found
+
+    monkeypatch.setattr(app.consumers.tracking, "positions", then_the_worker_commits)
+    with pytest.raises(Unavailable, match="parked"):  # not yet, or held back: never "yes"
+        app.consumers.waiter.reached(head, ["agents"])
+    assert interleaved and app.consumers.parked(ParkedFilter())
+
+
+def test_an_error_text_with_a_nul_is_stored(lightning: Lightning) -> None:
+    poisoned = register(lightning, "poisoned")
+    register(lightning, "other")
+    failing = FailsOn(poisoned, ValueError("bad description 'a\x00b' \udcff"))
+    run_to_head(consumer_with(lightning, failing, retries=0))
+    [parked] = lightning.consumers.parked(ParkedFilter())
+    assert parked.error == "ValueError: bad description 'a\\x00b' \\udcff"
+    assert position(lightning, "audit_log") == lightning.store.max_position()
+
+
+def test_retry_parked_unparks_what_applies_and_keeps_the_rest(lightning: Lightning) -> None:
+    poisoned, _, consumer = given_a_poisoned_aggregate(lightning)
+    lightning.agents.reconfigure(CTX, poisoned, temperature=1.5)
+    lightning.agents.reconfigure(CTX, poisoned, temperature=1.6)
+    run_to_head(consumer)
+    parked = lightning.consumers.parked(ParkedFilter())
+    assert len(parked) == 3
+
+    class FailsOnTheLast(AgentsProjection):
+        def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+            if any(e.position == parked[-1].position for e in envelopes):
+                raise RuntimeError("still broken at the end")
+            super().apply_batch(tx, envelopes)
+
+    lightning.consumers.kinds[KIND] = ConsumerKind(KIND, lambda: [FailsOnTheLast()])
+    [result] = lightning.consumers.retry_parked(ParkedFilter(key=str(poisoned)))
+    assert (result.applied, result.ok) == (2, False) and "still broken" in (result.error or "")
+    [left] = lightning.consumers.parked(ParkedFilter())
+    assert left.position == parked[-1].position and left.attempts == 1
+    assert "still broken" in (left.error or "")
+    [row] = [r for r in rows(lightning, "agents") if r["id"] == str(poisoned)]
+    assert row["temperature"] == 1.5
+
+
+def test_a_handler_far_behind_catches_up_without_another_delivery(lightning: Lightning) -> None:
+    """A tracking row rolled back more than a read-ahead page behind the others (a database
+    crash losing asynchronous commits): one catch-up brings it back to the head."""
+    for i in range(30):
+        register(lightning, f"a{i}")
+    consumer = lightning.consumers.build(KIND)
+    consumer.catch_up()
+    with lightning.consumers.tracking.transaction(commit=True) as tx:
+        tx.execute("DELETE FROM audit_log")
+        tx.execute(
+            f"UPDATE {lightning.consumers.tracking.tracking_table} SET notification_id = 0"
+            " WHERE application_name = 'audit_log'"
+        )
+    consumer.batch_size = 7  # small pages, as a large log would have with 500
+    register(lightning, "last")
+    head = lightning.store.max_position()
+    consumer.deliver([Delivery(lightning.store.get(head))])  # type: ignore[arg-type]
+    assert {n: position(lightning, n) for n in ("agents", "audit_log")} == {
+        "agents": head,
+        "audit_log": head,
+    }
+
+
+def test_retry_parked_on_sqlite_while_another_process_writes(tmp_path: Path) -> None:
+    """The operator's process and the server's share one SQLite file: write transactions take
+    the write lock when they begin, so a retry never fails on a commit made meanwhile."""
+    from lightning.config import Settings
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    server = Lightning.open(Settings(database_url=url, amqp_url=None, _env_file=None))
+    operator = Lightning.open(Settings(database_url=url, amqp_url=None, _env_file=None))
+    stop = threading.Event()
+    writer: threading.Thread | None = None
+    try:
+        poisoned, failing, consumer = given_a_poisoned_aggregate(server)
+
+        def keep_writing() -> None:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                register(server, f"w{i}")
+                consumer.catch_up()
+
+        writer = threading.Thread(target=keep_writing)
+        writer.start()
+        operator.consumers.kinds[KIND] = ConsumerKind(KIND, lambda: [failing])
+        for _ in range(10):
+            [dry] = operator.consumers.retry_parked(ParkedFilter(key=str(poisoned)), dry_run=True)
+            assert not dry.ok  # still the same bug: it would fail again
+        failing.healed = True
+        [result] = operator.consumers.retry_parked(ParkedFilter(key=str(poisoned)))
+        assert result.ok
+    finally:
+        stop.set()
+        if writer is not None:
+            writer.join()
+        operator.close()
+        server.close()
+
+
+async def test_hostile_parked_events_arguments(lightning: Lightning) -> None:
+    from lightning.api.schema import build_schema
+    from lightning.services import SYSTEM
+
+    schema = build_schema()
+    context = {"lightning": lightning, "principal": SYSTEM, "feed": None}
+    for arguments, code in [
+        ('key: "a\\u0000b"', "BAD_USER_INPUT"),
+        ('key: ""', "BAD_USER_INPUT"),
+        (f'key: "{"k" * 201}"', "BAD_USER_INPUT"),
+        ('consumer: "nope"', "NOT_FOUND"),
+        (f'handler: "{"h" * 100_000}"', "NOT_FOUND"),
+        ("first: 0", "BAD_USER_INPUT"),
+        ("first: 2147483647", "BAD_USER_INPUT"),
+    ]:
+        result = await schema.execute(
+            f"{{ parkedEvents({arguments}) {{ key }} }}", context_value=context
+        )
+        assert result.errors is not None, arguments
+        [error] = result.errors
+        assert error.extensions == {"code": code} | (
+            {"details": error.extensions["details"]} if "details" in error.extensions else {}
+        ), arguments
+        assert len(error.message) < 500

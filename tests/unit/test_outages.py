@@ -9,6 +9,28 @@ from eventsourcing.persistence import DataError, IntegrityError, OperationalErro
 from lightning.store.outages import Backoff, LostRace, is_retryable, is_transient
 
 
+def sqlite_error(sql: str, *, lock: bool = False) -> sqlite3.Error:
+    """A real sqlite3 error (with its result code), raised by the statement ``sql``."""
+    first = sqlite3.connect(
+        ":memory:" if not lock else "file:locked?mode=memory&cache=shared",
+        uri=lock,
+        timeout=0,
+        isolation_level=None,
+    )
+    first.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)")
+    first.execute("INSERT INTO t VALUES (1)")
+    target = first
+    if lock:
+        first.execute("BEGIN IMMEDIATE")
+        first.execute("INSERT INTO t VALUES (2)")
+        target = sqlite3.connect("file:locked?mode=memory&cache=shared", uri=True, timeout=0)
+    try:
+        target.execute(sql)
+    except sqlite3.Error as exc:
+        return exc
+    raise AssertionError(f"{sql} did not fail")
+
+
 def postgres_error(cls: type[psycopg.Error], sqlstate: str) -> psycopg.Error:
     error = cls("x")
     error.sqlstate = sqlstate  # type: ignore[misc]
@@ -24,7 +46,8 @@ def postgres_error(cls: type[psycopg.Error], sqlstate: str) -> psycopg.Error:
         postgres_error(psycopg.errors.SerializationFailure, "40001"),
         postgres_error(psycopg.errors.LockNotAvailable, "55P03"),
         postgres_error(psycopg.errors.TooManyConnections, "53300"),
-        sqlite3.OperationalError("database is locked"),
+        sqlite_error("INSERT INTO t VALUES (3)", lock=True),
+        MemoryError(),
     ],
 )
 def test_outages(error: Exception) -> None:
@@ -41,8 +64,9 @@ def test_outages(error: Exception) -> None:
         postgres_error(psycopg.errors.UniqueViolation, "23505"),
         postgres_error(psycopg.errors.ProgramLimitExceeded, "54000"),
         postgres_error(psycopg.errors.UndefinedTable, "42P01"),
-        sqlite3.OperationalError("no such table: agents"),
-        sqlite3.IntegrityError("UNIQUE constraint failed"),
+        sqlite_error("SELECT * FROM agents"),
+        sqlite_error("INSERT INTO t VALUES (1)"),
+        sqlite3.OperationalError("database is locked"),  # made up: no result code
         KeyError("name"),
         DataError("bad"),
         IntegrityError("dup"),
@@ -50,6 +74,23 @@ def test_outages(error: Exception) -> None:
 )
 def test_faults_of_the_data_or_the_code(error: Exception) -> None:
     assert not is_transient(error)
+
+
+def test_an_outage_re_raised_by_a_handler_is_still_an_outage() -> None:
+    try:
+        try:
+            raise psycopg.OperationalError("connection lost")
+        except psycopg.Error:
+            raise RuntimeError("could not write the row") from None
+    except RuntimeError as suppressed:
+        assert not is_transient(suppressed)  # "from None": the handler says it is its own fault
+    try:
+        try:
+            raise psycopg.OperationalError("connection lost")
+        except psycopg.Error:
+            raise RuntimeError("could not write the row")  # noqa: B904
+    except RuntimeError as chained:
+        assert is_transient(chained)
 
 
 def test_a_lost_race_is_retried_without_blame() -> None:

@@ -110,7 +110,8 @@ def live() -> dict[str, str]:
 async def ready(state: State) -> Response[dict[str, object]]:
     """503 only when the store is unreachable. A handler that is retrying an event, has parked
     events or has no worker reporting makes it ``degraded`` (200): the server serves, and what
-    is behind says so."""
+    is behind says so. (No error texts here: this endpoint needs no credential; GraphQL
+    ``consumers`` and the CLI give them.)"""
     app: Lightning = state.lightning
     try:
         statuses = await anyio.to_thread.run_sync(app.consumers.statuses)
@@ -128,7 +129,6 @@ async def ready(state: State) -> Response[dict[str, object]]:
                 "lag": s.lag,
                 "status": s.status,
                 "parked": s.parked,
-                **({"error": s.error} if s.error else {}),
             }
             for s in statuses
         },

@@ -91,9 +91,17 @@ def aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-async def consistent(info: Info, position: int | None, *names: str, key: str | None = None) -> None:
+async def consistent(
+    info: Info,
+    position: int | None,
+    *names: str,
+    key: str | None = None,
+    check_parked: bool = True,
+) -> None:
     """Wait until the named handlers (default: all) have applied ``position`` (of ``key``:
-    an aggregate, when the query reads one), without holding a thread while waiting."""
+    an aggregate, when the query reads one), without holding a thread while waiting. Queries of
+    the handlers' status (not of their read models) pass ``check_parked=False``: a parked event
+    does not make a status report inconsistent."""
     if position is None:
         return
     if position < 0:
@@ -111,6 +119,7 @@ async def consistent(info: Info, position: int | None, *names: str, key: str | N
         names or app.consumers.handler_names(),
         app.settings.consistency_timeout,
         key=key,
+        check_parked=check_parked,
     )
 
 
@@ -296,7 +305,7 @@ class Query:
     async def projections(
         self, info: Info, consistent_with: int | None = None
     ) -> list[ProjectionStatus]:
-        await consistent(info, consistent_with)
+        await consistent(info, consistent_with, check_parked=False)
         statuses = await run(app_of(info).consumers.statuses, PROJECTIONS)
         return [ProjectionStatus.from_data(s) for s in statuses]
 
@@ -307,7 +316,7 @@ class Query:
     async def consumers(
         self, info: Info, consistent_with: int | None = None
     ) -> list[ConsumerStatus]:
-        await consistent(info, consistent_with)
+        await consistent(info, consistent_with, check_parked=False)
         return [ConsumerStatus.from_data(s) for s in await run(app_of(info).consumers.statuses)]
 
     @strawberry.field(
@@ -327,7 +336,7 @@ class Query:
     ) -> list[ParkedEventRecord]:
         if not 0 < first <= MAX_PAGE:
             raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}")
-        await consistent(info, consistent_with)
+        await consistent(info, consistent_with, check_parked=False)
         which = ParkedFilter(consumer, handler, key)
         parked = await run(app_of(info).consumers.parked, which, first)
         return [ParkedEventRecord.from_data(p) for p in parked]

@@ -118,17 +118,19 @@ def consumers_retry_parked(
 
 
 def report_retry(result: RetryResult, dry_run: bool) -> None:
-    positions = ", ".join(str(e.position) for e in result.events)
     where = f"{result.consumer}/{result.handler} {result.key}"
-    if result.ok:
+    done = result.events[: result.applied]
+    if done:
         verb = "would apply" if dry_run else "applied"
-        say(f"{where}: {verb} {len(result.events)} event(s) ({positions})")
-        if dry_run:
-            say("  before:", json.dumps(result.before, default=str))
-            say("  after: ", json.dumps(result.after, default=str))
-    else:
+        say(f"{where}: {verb} {len(done)} event(s) ({', '.join(str(e.position) for e in done)})")
+    if not result.ok:
+        left = result.events[result.applied :]
         verb = "would still fail" if dry_run else "still fails"
-        say(f"{where}: {verb} ({positions}): {result.error}")
+        first = f" at position {left[0].position}" if left else ""
+        say(f"{where}: {verb}{first}: {result.error}; {len(left)} event(s) stay parked")
+    if dry_run:
+        say("  before:", json.dumps(result.before, default=str))
+        say("  after: ", json.dumps(result.after, default=str))
 
 
 @consumers_app.command("skip-parked")

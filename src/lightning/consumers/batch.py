@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .. import failpoints
 from ..store.backends import Tx
 from ..store.envelope import Envelope
-from ..store.outages import is_retryable
+from ..store.outages import LostRace, is_retryable
 from . import parking
 from .handler import Handler
 from .parking import ParkedEvent
@@ -41,14 +41,29 @@ class Outcome:
     failing: Failing | None = None
 
 
+def text_safe(text: str) -> str:
+    """Text any database column takes: NUL (which PostgreSQL refuses) and lone surrogates
+    escaped. For keys and error messages, which a handler or its bad data may make up."""
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class TransactionLost(LostRace):
+    """The database ended the transaction itself (SQLite does on a full disk or an I/O error):
+    nothing of the batch may be kept, so it is abandoned and read again, blaming nobody."""
+
+
 @contextmanager
 def savepoint(tx: Tx, name: str) -> Iterator[None]:
     tx.execute(f"SAVEPOINT {name}")
     try:
         yield
-    except BaseException:
-        tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        tx.execute(f"RELEASE SAVEPOINT {name}")
+    except BaseException as exc:
+        try:
+            tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            tx.execute(f"RELEASE SAVEPOINT {name}")
+        except Exception as lost:
+            raise TransactionLost(f"the transaction ended under {name}: {lost}") from exc
         raise
     tx.execute(f"RELEASE SAVEPOINT {name}")
 
@@ -123,19 +138,22 @@ class HandlerRun:
     def _apply(self, events: Sequence[Envelope]) -> list[ParkedEvent]:
         handler = self.handler
         wanted = [e for e in events if handler.wants(e)]
-        ready = [e for e in wanted if handler.key(e) not in self.parked_keys]
-        waiting = [e for e in wanted if handler.key(e) in self.parked_keys]
+        ready = [e for e in wanted if self._key(e) not in self.parked_keys]
+        waiting = [e for e in wanted if self._key(e) in self.parked_keys]
         if ready:
-            failpoints.check_apply(handler.name, {handler.key(e) for e in ready})
+            failpoints.check_apply(handler.name, {self._key(e) for e in ready})
             handler.apply_batch(self.tx, ready)
         return self._park(waiting, None)
+
+    def _key(self, envelope: Envelope) -> str:
+        return text_safe(self.handler.key(envelope))
 
     def _park(self, events: Sequence[Envelope], failing: Failing | None) -> list[ParkedEvent]:
         rows = [
             ParkedEvent(
                 consumer=self.consumer,
                 handler=self.handler.name,
-                key=self.handler.key(e),
+                key=self._key(e),
                 position=e.position,
                 type=e.type,
                 error=None if failing is None else failing.error,

@@ -32,7 +32,7 @@ from ..bus.delivery import Delivery
 from ..store.envelope import Envelope, format_time
 from ..store.event_store import EventStore
 from . import parking
-from .batch import Failing, HandlerRun, Outcome
+from .batch import Failing, HandlerRun, Outcome, text_safe
 from .handler import Handler
 from .tracking import TrackingStore
 
@@ -131,8 +131,11 @@ class Consumer:
             if not batch:
                 return start
             advanced = self._apply(batch)
-            if len(batch) < self.batch_size or (not advanced and self.position() <= start):
-                return self.position()
+            now = self.position()
+            if now >= batch[-1].position and len(batch) < self.batch_size:
+                return now  # everything the store held, up to ``upto``
+            if not advanced and now <= start:
+                return now  # nothing moved: what is left waits for a handler's retry
 
     def _apply(self, batch: Sequence[Envelope]) -> bool:
         now, at = self._clock(), now_text()
@@ -140,6 +143,7 @@ class Consumer:
         try:
             with self.tracking.transaction(commit=True) as tx:
                 tracked = self.tracking.positions(tx, self.names, lock=True)
+                self._forget_failures_behind(tracked)
                 parked = parking.parked_keys(tx, self.name)
                 for index, handler in enumerate(self.handlers):
                     if self._backing_off(handler.name, now):
@@ -183,11 +187,11 @@ class Consumer:
         attempts = 1
         if previous is not None and previous.position == envelope.position:
             attempts = previous.attempts + 1
-        error = f"{type(exc).__name__}: {exc}"
+        error = text_safe(f"{type(exc).__name__}: {exc}")
         spent = attempts > self.policy.retries
         failing = Failing(
             position=envelope.position,
-            key=handler.key(envelope),
+            key=text_safe(handler.key(envelope)),
             attempts=attempts,
             error=error,
             retry_at=None if spent else self._clock() + self.policy.delay(attempts),
@@ -219,12 +223,18 @@ class Consumer:
             )
         return failing
 
+    def _forget_failures_behind(self, positions: dict[str, int]) -> None:
+        """A failing event a handler now stands at or past was applied or parked (by this
+        consumer, or by another process: a standby, an operator): nothing to retry any more."""
+        for name, position in positions.items():
+            failing = self._failing.get(name)
+            if failing is not None and position >= failing.position:
+                del self._failing[name]
+
     def _committed(self, tracked: dict[str, int], outcomes: dict[str, Outcome]) -> None:
         self._positions = tracked | {name: o.position for name, o in outcomes.items()}
+        self._forget_failures_behind(self._positions)
         for name, outcome in outcomes.items():
-            failing = self._failing.get(name)
-            if failing is not None and outcome.position >= failing.position:
-                del self._failing[name]  # applied or parked: it is behind us now
             if outcome.position > tracked[name] and self.on_progress is not None:
                 self.on_progress(name, outcome.position)
             if name in self._failing:

@@ -15,7 +15,7 @@ from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 from ..store.outages import is_retryable
 from . import parking
-from .batch import savepoint
+from .batch import savepoint, text_safe
 from .handler import Handler
 from .parking import ParkedEvent, ParkedFilter
 from .tracking import TrackingStore
@@ -28,8 +28,9 @@ class RetryResult:
     consumer: str
     handler: str
     key: str
-    events: list[ParkedEvent]
-    error: str | None = None  # None: applied (or, in a dry run, would apply) cleanly
+    events: list[ParkedEvent]  # what was parked
+    applied: int = 0  # how many of them (in order) applied, or in a dry run would apply
+    error: str | None = None  # why the next one did not
     before: list[Row] = field(default_factory=list)  # what the handler holds for the key
     after: list[Row] = field(default_factory=list)
 
@@ -47,31 +48,48 @@ def retry_group(
     *,
     dry_run: bool,
 ) -> RetryResult:
-    """Apply a key's parked events in order, in one transaction; unpark them if that works.
+    """Apply a key's parked events again, in order, in one transaction: those that apply are
+    unparked; if one still fails, it and those behind it stay parked (with its error counted).
     A dry run does the same in a transaction that is rolled back."""
-    transaction = tracking.backend.trial() if dry_run else tracking.transaction(commit=True)
+    transaction = (
+        tracking.backend.trial()
+        if dry_run
+        else tracking.transaction(commit=True, durable=True)  # an operator's action
+    )
     with transaction as tx:
         tracking.positions(tx, [handler.name], lock=True)
         rows = parking.listed(tx, ParkedFilter(consumer, handler.name, key), limit=1_000_000)
         if not rows:
             return RetryResult(consumer, handler.name, key, [], error="nothing parked any more")
         before = handler.snapshot(tx, key)
-        error = _apply(tx, handler, key, events.read_at([r.position for r in rows]), len(rows))
-        if error is not None:
-            if not dry_run:
-                parking.failed_again(tx, rows[0], error)
-            return RetryResult(consumer, handler.name, key, rows, error, before, before)
+        envelopes = events.read_at([r.position for r in rows])
+        if len(envelopes) != len(rows):
+            missing = f"the store holds {len(envelopes)} of the {len(rows)} parked positions"
+            return RetryResult(consumer, handler.name, key, rows, 0, missing, before, before)
+        applied, error = _apply_in_order(tx, handler, key, envelopes)
         after = handler.snapshot(tx, key)
         if not dry_run:
-            parking.unpark(tx, rows)
-        return RetryResult(consumer, handler.name, key, rows, None, before, after)
+            parking.unpark(tx, rows[:applied])
+            if error is not None:
+                parking.failed_again(tx, rows[applied], error)
+        return RetryResult(consumer, handler.name, key, rows, applied, error, before, after)
 
 
-def _apply(
-    tx: Tx, handler: Handler, key: str, envelopes: list[Envelope], expected: int
-) -> str | None:
-    if len(envelopes) != expected:
-        return f"the store holds {len(envelopes)} of the {expected} parked positions"
+def _apply_in_order(
+    tx: Tx, handler: Handler, key: str, envelopes: list[Envelope]
+) -> tuple[int, str | None]:
+    """All at once if that works; else one by one up to the first that fails. Returns how many
+    applied, and the failure's error."""
+    if _attempt(tx, handler, key, envelopes) is None:
+        return len(envelopes), None
+    for index, envelope in enumerate(envelopes):
+        error = _attempt(tx, handler, key, [envelope])
+        if error is not None:
+            return index, error
+    return len(envelopes), None
+
+
+def _attempt(tx: Tx, handler: Handler, key: str, envelopes: list[Envelope]) -> str | None:
     try:
         with savepoint(tx, "retry_parked"):
             failpoints.check_apply(handler.name, {key})
@@ -81,7 +99,7 @@ def _apply(
     except Exception as exc:
         if is_retryable(exc):
             raise
-        return f"{type(exc).__name__}: {exc}"
+        return text_safe(f"{type(exc).__name__}: {exc}")
     return None
 
 
@@ -99,7 +117,7 @@ def skip(
         return []
     for consumer in sorted({r.consumer for r in rows}):
         record(consumer, [r for r in rows if r.consumer == consumer])
-    with tracking.transaction(commit=True) as tx:
+    with tracking.transaction(commit=True, durable=True) as tx:
         tracking.positions(tx, sorted({r.handler for r in rows}), lock=True)
         parking.unpark(tx, rows)
     return rows

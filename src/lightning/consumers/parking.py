@@ -72,7 +72,7 @@ def park(tx: Tx, events: Sequence[ParkedEvent]) -> None:
                 e.key,
                 e.position,
                 e.type,
-                None if e.error is None else e.error[:ERROR_MAX],
+                None if e.error is None else e.error[:ERROR_MAX],  # made text_safe by batch
                 e.attempts,
                 e.parked_at,
             )

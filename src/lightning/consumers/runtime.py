@@ -5,6 +5,7 @@ the edges (CLI, GraphQL, health, metrics, workers) to use. It is given the kinds
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 
 from ..domain.errors import NotFound, ValidationFailed
@@ -19,6 +20,7 @@ from .tracking import TrackingStore
 from .waiting import Progress, Waiter
 
 KEY_MAX = 200
+NAME_SHOWN = 100  # characters of an unknown name repeated in an error
 
 
 class Consumers:
@@ -48,8 +50,8 @@ class Consumers:
     def kind(self, name: str) -> ConsumerKind:
         if name not in self.kinds:
             raise NotFound(
-                f"no consumer {name!r}; choose one of {', '.join(self.kinds)}",
-                details={"consumer": name},
+                f"no consumer {name[:NAME_SHOWN]!r}; choose one of {', '.join(self.kinds)}",
+                details={"consumer": name[:NAME_SHOWN]},
             )
         return self.kinds[name]
 
@@ -59,8 +61,8 @@ class Consumers:
                 if handler.name == name:
                     return kind, handler
         raise NotFound(
-            f"no handler {name!r}; choose one of {', '.join(self.handler_names())}",
-            details={"handler": name},
+            f"no handler {name[:NAME_SHOWN]!r}; choose one of {', '.join(self.handler_names())}",
+            details={"handler": name[:NAME_SHOWN]},
         )
 
     def handler_names(self, kind: str | None = None) -> list[str]:
@@ -92,9 +94,13 @@ class Consumers:
             self.kind(which.consumer)
         if which.handler is not None:
             self.handler(which.handler)
-        if which.key is not None and not 0 < len(which.key) <= KEY_MAX:
+        key = which.key
+        if key is not None and (
+            not 0 < len(key) <= KEY_MAX or any(unicodedata.category(c)[0] == "C" for c in key)
+        ):
             raise ValidationFailed(
-                f"a key has 1 to {KEY_MAX} characters", details={"key": which.key[:KEY_MAX]}
+                f"a key has 1 to {KEY_MAX} characters, none of them control characters",
+                details={"key": key[:NAME_SHOWN].encode("unicode_escape").decode()},
             )
         return which
 
@@ -131,11 +137,18 @@ class Consumers:
     # ---- waiting -------------------------------------------------------------------------------
 
     async def wait(
-        self, position: int, names: Sequence[str], within: float, *, key: str | None = None
+        self,
+        position: int,
+        names: Sequence[str],
+        within: float,
+        *,
+        key: str | None = None,
+        check_parked: bool = True,
     ) -> None:
         """Until the handlers named have applied ``position`` (Unavailable after ``within``
-        seconds, or at once if they parked an event at or before it)."""
-        await self.waiter.wait(position, names, within, key)
+        seconds, or at once if they parked an event at or before it, unless ``check_parked``
+        is False: for readers of the handlers' status rather than of their read models)."""
+        await self.waiter.wait(position, names, within, key, check_parked=check_parked)
 
     def wait_blocking(
         self, position: int, names: Sequence[str] | None = None, timeout: float = 5.0

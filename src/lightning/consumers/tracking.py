@@ -28,9 +28,12 @@ class TrackingStore(ABC):
     tracking_table: str
 
     @contextmanager
-    def transaction(self, *, commit: bool) -> Iterator[Tx]:
+    def transaction(self, *, commit: bool, durable: bool = False) -> Iterator[Tx]:
+        """A transaction for consumers. Not ``durable`` (the default for what consumers derive
+        from the log), a PostgreSQL commit does not wait for the disk; an operator's action
+        (retry, skip) is ``durable``."""
         with self.backend.transaction(commit=commit) as tx:
-            if commit and isinstance(self.backend, PostgresBackend):
+            if commit and not durable and isinstance(self.backend, PostgresBackend):
                 # What consumers write is derived from the log: a crash may lose the last few
                 # milliseconds of it, but effects and tracking position go together (one
                 # transaction), so the consumer simply applies those events again. The event
@@ -50,17 +53,28 @@ class TrackingStore(ABC):
             raise LostRace(f"{name}: position {position} is not ahead of the recorded one") from exc
 
     def positions(self, tx: Tx, names: Sequence[str], *, lock: bool) -> dict[str, int]:
-        """Each handler's recorded position (0 for none); with ``lock``, the rows stay locked
-        until ``tx`` ends, so two processes never apply the same handler's batch at once."""
+        """Each handler's recorded position (0 for none). With ``lock``, the rows stay locked
+        until ``tx`` ends, so two processes never apply the same handler's batch at once — on
+        PostgreSQL a missing row is created first (``FOR UPDATE`` locks no row that does not
+        exist); SQLite's write transactions are serialised whole (``BEGIN IMMEDIATE``)."""
         if not names:
             return {}
-        sql = (
-            f"SELECT application_name, notification_id FROM {self.tracking_table}"  # noqa: S608
-            f" WHERE application_name IN ({', '.join('?' * len(names))})"
-        )
         if lock and isinstance(self.backend, PostgresBackend):
-            sql += " ORDER BY application_name FOR UPDATE"
-        found = {r["application_name"]: int(r["notification_id"]) for r in tx.all(sql, names)}
+            rows = tx.all(
+                f"INSERT INTO {self.tracking_table} (application_name, notification_id)"  # noqa: S608
+                f" VALUES {', '.join('(?, 0)' for _ in names)}"
+                f" ON CONFLICT (application_name) DO UPDATE"
+                f" SET notification_id = {self.tracking_table}.notification_id"
+                " RETURNING application_name, notification_id",
+                sorted(names),
+            )
+        else:
+            rows = tx.all(
+                f"SELECT application_name, notification_id FROM {self.tracking_table}"  # noqa: S608
+                f" WHERE application_name IN ({', '.join('?' * len(names))})",
+                names,
+            )
+        found = {r["application_name"]: int(r["notification_id"]) for r in rows}
         return {name: found.get(name, 0) for name in names}
 
     def read_positions(self, names: Sequence[str]) -> dict[str, int]:

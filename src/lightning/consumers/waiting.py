@@ -58,21 +58,36 @@ class Waiter:
         self.tracking = tracking
         self.progress = progress
 
-    def reached(self, position: int, names: Sequence[str], key: str | None = None) -> bool:
+    def reached(
+        self,
+        position: int,
+        names: Sequence[str],
+        key: str | None = None,
+        *,
+        check_parked: bool = True,
+    ) -> bool:
         """Whether every handler named has applied ``position``; Unavailable if one of them
         has parked an event at or before it (of ``key``, if given)."""
         with self.tracking.transaction(commit=False) as tx:
-            held = parking.holding_back(tx, names, position, key)
-            if held:
-                raise held_back(position, held)
+            # Positions first: a handler parks and moves past an event in one commit, so a
+            # position read before the parked rows can only be behind them, never ahead.
             positions = self.tracking.positions(tx, names, lock=False)
+            held = parking.holding_back(tx, names, position, key) if check_parked else []
+        if held:
+            raise held_back(position, held)
         return all(p >= position for p in positions.values())
 
     async def wait(
-        self, position: int, names: Sequence[str], within: float, key: str | None = None
+        self,
+        position: int,
+        names: Sequence[str],
+        within: float,
+        key: str | None = None,
+        *,
+        check_parked: bool = True,
     ) -> None:
         def look() -> bool:
-            return self.reached(position, names, key)
+            return self.reached(position, names, key, check_parked=check_parked)
 
         if not await _until(look, within, self.progress):
             raise not_reached(position, within)

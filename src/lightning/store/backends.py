@@ -3,7 +3,9 @@ plus the few reads they lack (a stream with its global positions)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -155,17 +157,34 @@ class SQLiteBackend(Backend):
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
-        with self.datastore.transaction(commit=commit) as cursor:
-            yield Tx(cursor, postgres=False)
+        if not commit:
+            with self.datastore.transaction(commit=False) as cursor:
+                yield Tx(cursor, postgres=False)
+            return
+        with self._immediate(commit=True) as tx:
+            yield tx
 
     @contextmanager
     def trial(self) -> Iterator[Tx]:
-        # The writer's connection (SQLite has one writer), in a transaction never committed.
-        with (
-            self.datastore.get_connection(commit=True) as conn,
-            conn.transaction(commit=False) as cursor,
-        ):
-            yield Tx(cursor, postgres=False)
+        with self._immediate(commit=False) as tx:
+            yield tx
+
+    @contextmanager
+    def _immediate(self, *, commit: bool) -> Iterator[Tx]:
+        """A write transaction that takes SQLite's write lock when it begins (waiting for it as
+        long as the datastore's lock timeout), rather than at its first write: a deferred one
+        that read first fails with SQLITE_BUSY when another process committed meanwhile."""
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(cursor, postgres=False)
+            except BaseException:
+                # SQLite may have rolled back itself (a full disk, say): then there is none.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT" if commit else "ROLLBACK")
 
     def close(self) -> None:
         self.datastore.close()

@@ -17,11 +17,14 @@ from eventsourcing.persistence import OperationalError as StoreOperationalError
 from tenacity import wait_exponential
 
 # SQLSTATE classes of PostgreSQL errors that say nothing about the statement: connection
-# exceptions, transaction rollbacks (serialisation, deadlock), insufficient resources,
-# operator intervention (shutdown, cancel), system errors; and a lock wait that timed out.
-_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
-_TRANSIENT_STATES = frozenset({"55P03"})
-_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
+# exceptions, insufficient resources (a full disk too), operator intervention (shutdown,
+# cancel), system errors; and single states: serialisation failure, deadlock, a commit whose
+# outcome is unknown, a lock wait that timed out, a read-only transaction (a failover).
+_TRANSIENT_CLASSES = ("08", "53", "57", "58")
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "40003", "55P03", "25006"})
+# SQLite's primary result codes of the same kind: busy, locked, out of memory, read-only,
+# interrupted, I/O error, full, cannot open, locking protocol.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 8, 9, 10, 13, 14, 15})
 
 # Waits between tries while the database is away: short enough that everything resumes well
 # within two seconds of its return, long enough not to spin.
@@ -31,13 +34,17 @@ OUTAGE_WAIT = wait_exponential(multiplier=FIRST_WAIT, max=LONGEST_WAIT)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for an outage or a lost race, False for a fault of the statement or the data."""
-    seen = 0
+    """True for an outage, False for a fault of the statement or the data. Follows the chain of
+    causes (eventsourcing re-raises driver errors as its own; a handler may re-raise one)."""
     current: BaseException | None = exc
-    while current is not None and seen < 5:
+    for _ in range(6):
+        if current is None:
+            return False
         if _transient_here(current):
             return True
-        current, seen = current.__cause__, seen + 1
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
     return False
 
 
@@ -47,9 +54,11 @@ def _transient_here(exc: BaseException) -> bool:
         if state is None:  # raised by the client: the connection is gone, the pool timed out
             return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
         return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
-    if isinstance(exc, sqlite3.OperationalError):
-        message = str(exc).lower()
-        return any(word in message for word in _SQLITE_TRANSIENT)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_TRANSIENT
+    if isinstance(exc, MemoryError):
+        return True
     if isinstance(exc, StoreOperationalError | StoreInterfaceError):
         return exc.__cause__ is None  # eventsourcing's own, not wrapping a driver error
     return False
