@@ -219,3 +219,24 @@ def test_a_projection_nobody_reports_for_is_stale(lightning: Lightning) -> None:
     )
     c.heartbeat()
     assert {s.status for s in lightning.consumers.statuses()} == {"running"}
+
+
+def test_the_audit_log_filters_by_the_one_pattern_grammar(lightning: Lightning) -> None:
+    from lightning.domain.consumers import SkippedEvent
+    from lightning.domain.event_types import TypeFilter
+
+    populate(lightning, 2)
+    lightning.consumer_log.record_skips(
+        CTX, KIND, [SkippedEvent(handler="agents", aggregate="x", position=1)]
+    )
+    group_consumer(lightning).catch_up()
+
+    def types(*patterns: str) -> set[str]:
+        page = lightning.read_models.audit_log(first=500, types=TypeFilter.parse(list(patterns)))
+        return {row["type"] for _, row in page.items}
+
+    assert types("agent.*") == {"agent.registered", "agent.reconfigured", "agent.retired"}
+    assert types("agent_name.*") == {"agent_name.reserved", "agent_name.released"}
+    assert types("api_key.issued", "agent.retired") == {"api_key.issued", "agent.retired"}
+    assert "consumer.event_skipped" not in types("*") and "agent.registered" in types("*")
+    assert types("consumer.*") == {"consumer.event_skipped"}

@@ -59,20 +59,21 @@ def decode_tools(row: Row) -> Row:
 
 
 def _type_clause(types: TypeFilter) -> tuple[str, list[object]]:
-    """SQL for an event-type filter: exact types, and ``<aggregate>.*`` as the range of types
-    between ``<aggregate>.`` and ``<aggregate>/`` (the next character), which uses the index."""
+    """SQL for an event-type filter. ``<aggregate>.*`` compares the type's first characters
+    (``substr``, byte-exact under any collation; a range or LIKE would depend on the database's
+    collation and on ``_`` being a wildcard)."""
     clauses: list[str] = []
     params: list[object] = []
     if types.exact:
         clauses.append(f"type IN ({', '.join('?' * len(types.exact))})")
         params += sorted(types.exact)
     for aggregate in sorted(types.aggregates):
-        clauses.append("(type >= ? AND type < ?)")
-        params += [f"{aggregate}.", f"{aggregate}/"]
+        clauses.append("substr(type, 1, ?) = ?")
+        params += [len(aggregate) + 1, f"{aggregate}."]
     if types.public:
         internal = sorted(INTERNAL_AGGREGATES)
-        clauses.append(" AND ".join("NOT (type >= ? AND type < ?)" for _ in internal))
-        params += [bound for a in internal for bound in (f"{a}.", f"{a}/")]
+        clauses.append(" AND ".join("substr(type, 1, ?) <> ?" for _ in internal))
+        params += [value for a in internal for value in (len(a) + 1, f"{a}.")]
     return "(" + " OR ".join(clauses) + ")", params
 
 
