@@ -16,6 +16,7 @@ export LIGHTNING_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/lightning_$RU
 export LIGHTNING_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/lightning-$RUN
 export LIGHTNING_ADMIN_SECRET=demo-secret LIGHTNING_PORT=$PORT
 lightning() { .venv/bin/lightning "$@"; }
+L=.venv/bin/lightning  # for processes in the background: $! must be the process itself
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 gql() {  # gql QUERY [VARIABLES-JSON]
     curl -sf "localhost:$PORT/graphql" -H "Authorization: Bearer $LIGHTNING_ADMIN_SECRET" \
@@ -37,11 +38,11 @@ psql -qh 127.0.0.1 -U postgres -c "CREATE DATABASE lightning_$RUN"
 rabbitmqctl -q add_vhost "lightning-$RUN" >/dev/null
 rabbitmqctl -q set_permissions -p "lightning-$RUN" guest '.*' '.*' '.*' >/dev/null
 lightning db migrate
-lightning serve >"$LOGS/serve.log" 2>&1 & PIDS+=($!)
+$L serve >"$LOGS/serve.log" 2>&1 & PIDS+=($!)
 until curl -sf "localhost:$PORT/health/live" >/dev/null; do sleep 0.2; done
 TARGET=$(gql 'mutation { registerAgent(input: {name: "target", provider: "grok", model: "grok-beta"}) { agent { id } } }' | jq -r .data.registerAgent.agent.id)
 echo "target aggregate: $TARGET"
-LIGHTNING_FAILPOINTS="apply:agents:$TARGET" lightning worker all >"$LOGS/worker-1.log" 2>&1 & WORKER=$!; PIDS+=($WORKER)
+LIGHTNING_FAILPOINTS="apply:agents:$TARGET" $L worker all >"$LOGS/worker-1.log" 2>&1 & WORKER=$!; PIDS+=($WORKER)
 echo "worker started with LIGHTNING_FAILPOINTS=apply:agents:$TARGET"
 
 step "three reconfigurations of the target (its agents projection fails on them), then $COMMANDS commands on other agents"
@@ -73,7 +74,7 @@ gql "query(\$id: ID!) { agent(id: \$id, consistentWith: $HEAD) { temperature } }
 
 step "the fix: restart the worker without the failpoint; dry run, then retry-parked"
 kill "$WORKER"; wait "$WORKER" 2>/dev/null || true
-lightning worker all >"$LOGS/worker-2.log" 2>&1 & PIDS+=($!)
+$L worker all >"$LOGS/worker-2.log" 2>&1 & PIDS+=($!)
 lightning consumers retry-parked --aggregate "$TARGET" --dry-run
 lightning consumers retry-parked --aggregate "$TARGET"
 gql "query(\$id: ID!) { agent(id: \$id, consistentWith: $HEAD) { name temperature configVersion } }" "{\"id\": \"$TARGET\"}" | jq -c .
