@@ -161,7 +161,7 @@ class Trial:
             with psycopg.connect(self.url, connect_timeout=1) as conn:
                 head = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
                 rows = conn.execute(
-                    "SELECT application_name, notification_id FROM projection_tracking"
+                    "SELECT application_name, notification_id FROM consumer_tracking"
                     " WHERE application_name IN ('agents', 'api_keys', 'audit_log')"
                 ).fetchall()
         except psycopg.Error:

@@ -7,7 +7,7 @@ What it measures, for each client concurrency (threads; default 1, 8 and 64):
   command returned.
 * **append-to-projection lag** (Lightning only): for each command, the time from its append
   returning (the service call's result, which carries the command's last position) to the moment
-  the ``audit_log`` read model's tracking position (``projection_tracking.notification_id``)
+  the ``audit_log`` read model's tracking position (``consumer_tracking.notification_id``)
   reaches that position. A sampler thread polls the position every 5 ms (--sample-interval) on
   its own psycopg connection and records when each new position is first seen; lag = seen -
   returned
@@ -253,7 +253,7 @@ class PositionSampler:
             self._thread.join()
 
     def _run(self) -> None:
-        query = "SELECT notification_id FROM projection_tracking WHERE application_name = %s"
+        query = "SELECT notification_id FROM consumer_tracking WHERE application_name = %s"
         try:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 cur = conn.cursor()

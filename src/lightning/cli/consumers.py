@@ -117,12 +117,17 @@ def consumers_retry_parked(
             raise typer.Exit(1)
 
 
+def positions_text(events: list[ParkedEvent]) -> str:
+    shown = [str(e.position) for e in events]
+    return ", ".join(shown) if len(shown) <= 10 else f"{shown[0]} … {shown[-1]}"
+
+
 def report_retry(result: RetryResult, dry_run: bool) -> None:
     where = f"{result.consumer}/{result.handler} {result.key}"
     done = result.events[: result.applied]
     if done:
         verb = "would apply" if dry_run else "applied"
-        say(f"{where}: {verb} {len(done)} event(s) ({', '.join(str(e.position) for e in done)})")
+        say(f"{where}: {verb} {len(done)} event(s) ({positions_text(done)})")
     if not result.ok:
         left = result.events[result.applied :]
         verb = "would still fail" if dry_run else "still fails"

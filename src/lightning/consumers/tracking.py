@@ -134,7 +134,7 @@ class SQLiteTrackingStore(SQLiteTrackingRecorder, TrackingStore):
 
 
 class PostgresTrackingStore(PostgresTrackingRecorder, TrackingStore):
-    tracking_table = "projection_tracking"
+    tracking_table = "consumer_tracking"
 
     def __init__(self, backend: PostgresBackend) -> None:
         super().__init__(backend.datastore, tracking_table_name=self.tracking_table)
