@@ -511,3 +511,48 @@ async def test_hostile_parked_events_arguments(lightning: Lightning) -> None:
             {"details": error.extensions["details"]} if "details" in error.extensions else {}
         ), arguments
         assert len(error.message) < 500
+
+
+def test_commands_never_wait_on_a_retrying_handler_in_embedded_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one writer: a consumer batch must not wait, while holding it, for another
+    connection (to read what a retrying handler missed), or commands time out behind it."""
+    import random
+
+    from lightning.config import Settings
+
+    app = Lightning.open(
+        Settings(database_url=f"sqlite:///{tmp_path}/x.db", amqp_url=None, _env_file=None)
+    )
+    failures: list[str] = []
+    slowest = [0.0]
+    try:
+        targets = [register(app, f"t{i}") for i in range(8)]
+        monkeypatch.setenv("LIGHTNING_FAILPOINTS", ",".join(f"apply:agents:{t}" for t in targets))
+        failpoints.armed.cache_clear()
+        app.start_embedded_workers()
+
+        def work(n: int) -> None:
+            for i in range(500):
+                time.sleep(0.01)
+                try:
+                    if random.random() < 0.03:
+                        app.agents.reconfigure(CTX, random.choice(targets), temperature=0.5)
+                    else:
+                        register(app, f"w{n}-{i}")
+                except Exception as exc:
+                    failures.append(repr(exc))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        app.close()
+        monkeypatch.delenv("LIGHTNING_FAILPOINTS")
+        failpoints.armed.cache_clear()
+    assert failures == []
+    # A consumer batch waiting on a second connection held the writer for the pool's 5 s.
+    assert slowest[0] < 2.5, f"a command waited {slowest[0]:.1f}s"

@@ -34,7 +34,7 @@ from ..store.event_store import EventStore
 from . import parking
 from .batch import Failing, HandlerRun, Outcome, text_safe
 from .handler import Handler
-from .tracking import TrackingStore
+from .tracking import TrackingStore, Tx
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Consumer:
                 for index, handler in enumerate(self.handlers):
                     if self._backing_off(handler.name, now):
                         continue
-                    events = self._continuing(tracked[handler.name], batch)
+                    events = self._continuing(tx, tracked[handler.name], batch)
                     if not events:
                         continue
                     outcome = HandlerRun(
@@ -170,14 +170,14 @@ class Consumer:
         self._committed(tracked, outcomes)
         return any(o.position > tracked[name] for name, o in outcomes.items())
 
-    def _continuing(self, tracked: int, batch: Sequence[Envelope]) -> list[Envelope]:
+    def _continuing(self, tx: Tx, tracked: int, batch: Sequence[Envelope]) -> list[Envelope]:
         """The events a handler applies next: exactly those after ``tracked``, with anything the
         store holds between ``tracked`` and the batch read in first (its row was rolled back by
         a database crash, or reset by a rebuild, while this consumer ran on)."""
         mine = [e for e in batch if e.position > tracked]
         if not mine or mine[0].position == tracked + 1:
             return mine
-        missing = self.events.read(tracked, READ_AHEAD + 1, upto=mine[0].position - 1)
+        missing = self.events.read_in(tx, tracked, READ_AHEAD + 1, upto=mine[0].position - 1)
         if len(missing) > READ_AHEAD:
             return missing[:READ_AHEAD]  # far behind: a page now, the rest in later batches
         return missing + mine

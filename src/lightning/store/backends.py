@@ -84,6 +84,14 @@ class Backend(ABC):
             after, limit, stop=upto, topics=types, inclusive_of_start=False
         )
 
+    @abstractmethod
+    def read_log_in(
+        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
+    ) -> list[Notification]:
+        """Like ``read_log``, on ``tx``'s own connection: for a reader inside a write
+        transaction, which on SQLite (one writer, and no reader while it writes) must not wait
+        for a second connection."""
+
     def read_positions(self, positions: Sequence[int]) -> list[Notification]:
         """The events at these positions, in position order (missing ones left out)."""
         found: list[Notification] = []
@@ -145,6 +153,17 @@ class SQLiteBackend(Backend):
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql + " ORDER BY originator_version", params)
             return [_sqlite_notification(row) for row in c.fetchall()]
+
+    def read_log_in(
+        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
+    ) -> list[Notification]:
+        sql = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid > ?"  # noqa: S608
+        params: list[object] = [after]
+        if upto is not None:
+            sql += " AND rowid <= ?"
+            params.append(upto)
+        tx.execute(sql + " ORDER BY rowid LIMIT ?", [*params, limit])
+        return [_sqlite_notification(row) for row in tx.cursor.fetchall()]
 
     def _select_positions(self, positions: Sequence[int]) -> list[Notification]:
         marks = ", ".join("?" * len(positions))
@@ -278,6 +297,22 @@ class PostgresBackend(Backend):
             # One statement: no BEGIN/ROLLBACK round trips around it (autocommit connection).
             c.execute(sql + SQL(" ORDER BY originator_version"), params, prepare=True)
             return [_postgres_notification(row) for row in c.fetchall()]
+
+    def read_log_in(
+        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
+    ) -> list[Notification]:
+        sql = f"SELECT * FROM {self._events} WHERE notification_id > ?"  # noqa: S608
+        params: list[object] = [after]
+        if upto is not None:
+            sql += " AND notification_id <= ?"
+            params.append(upto)
+        tx.execute(sql + " ORDER BY notification_id LIMIT ?", [*params, limit])
+        return [_postgres_notification(row) for row in tx.cursor.fetchall()]
+
+    @property
+    def _events(self) -> str:
+        schema = self.location.schema.replace('"', '""')
+        return f'"{schema}"."{EVENTS_TABLE}"'
 
     def _select_positions(self, positions: Sequence[int]) -> list[Notification]:
         from psycopg.sql import SQL, Identifier

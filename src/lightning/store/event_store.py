@@ -7,7 +7,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from .backends import Backend
+from .backends import Backend, Tx
 from .envelope import Envelope
 from .group_commit import GroupCommitWriter
 
@@ -50,6 +50,15 @@ class EventStore:
         return [
             Envelope.from_notification(n)
             for n in self.backend.read_log(after, limit, upto=upto, types=types)
+        ]
+
+    def read_in(
+        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
+    ) -> list[Envelope]:
+        """``read`` on the connection of the open transaction ``tx`` (see Backend.read_log_in)."""
+        return [
+            Envelope.from_notification(n)
+            for n in self.backend.read_log_in(tx, after, limit, upto=upto)
         ]
 
     def read_at(self, positions: Sequence[int]) -> list[Envelope]:
