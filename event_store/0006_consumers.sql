@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS parked_events (
     error TEXT,
     attempts INTEGER NOT NULL,
     parked_at TEXT NOT NULL,
+    skipping_since TEXT,  -- set while an operator's skip-parked is recording the skip
     PRIMARY KEY (consumer, handler, position)
 );
 CREATE INDEX IF NOT EXISTS parked_events_by_key ON parked_events (consumer, handler, key, position);

@@ -160,6 +160,7 @@ def test_skip_parked_is_recorded_with_the_operator_as_actor(tmp_path: Path) -> N
         }
         bad = server.cli("events", "list", "--type", "agent.re*")
         assert bad.returncode == 2 and "not an event-type pattern" in bad.stderr
+        assert server.cli("events", "list", "--limit", "0").returncode == 2
     assert run_cli(env, tmp_path, "consumers", "parked").returncode == 0
 
 

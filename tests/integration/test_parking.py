@@ -6,6 +6,7 @@ and projections carry on; retried after a fix (dry run first) or skipped on an o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import sqlite3
 import threading
@@ -501,6 +502,7 @@ async def test_hostile_parked_events_arguments(lightning: Lightning) -> None:
         (f'handler: "{"h" * 100_000}"', "NOT_FOUND"),
         ("first: 0", "BAD_USER_INPUT"),
         ("first: 2147483647", "BAD_USER_INPUT"),
+        ('after: "bm90IGEgY3Vyc29y"', "BAD_USER_INPUT"),
     ]:
         result = await schema.execute(
             f"{{ parkedEvents({arguments}) {{ key }} }}", context_value=context
@@ -556,3 +558,71 @@ def test_commands_never_wait_on_a_retrying_handler_in_embedded_mode(
     assert failures == []
     # A consumer batch waiting on a second connection held the writer for the pool's 5 s.
     assert slowest[0] < 2.5, f"a command waited {slowest[0]:.1f}s"
+
+
+def test_a_retry_during_a_skip_applies_nothing_the_log_says_was_skipped(
+    lightning: Lightning,
+) -> None:
+    poisoned, failing, _ = given_a_poisoned_aggregate(lightning)
+    failing.healed = True  # a retry would apply them now
+    lightning.consumers.kinds[KIND] = ConsumerKind(KIND, lambda: [failing])
+    record = lightning.skip_recorder(Context(OPERATOR), "racing")
+    retried: list[object] = []
+
+    def record_while_another_operator_retries(consumer: str, parked: Sequence[object]) -> object:
+        retried.extend(lightning.consumers.retry_parked(ParkedFilter(key=str(poisoned))))
+        return record(consumer, parked)  # type: ignore[arg-type]
+
+    skipped = lightning.consumers.skip_parked(
+        ParkedFilter(key=str(poisoned)), record_while_another_operator_retries
+    )
+    [result] = retried
+    assert not result.ok and "skipping" in (result.error or "")  # type: ignore[attr-defined]
+    assert [s.key for s in skipped] == [str(poisoned)]
+    assert str(poisoned) not in {r["id"] for r in rows(lightning, "agents")}
+    assert lightning.consumers.parked(ParkedFilter()) == []
+
+
+async def test_parked_events_page_with_cursors(lightning: Lightning) -> None:
+    from lightning.api.schema import build_schema
+    from lightning.services import SYSTEM
+
+    poisoned, _, consumer = given_a_poisoned_aggregate(lightning)
+    for t in (0.1, 0.2, 0.3):
+        lightning.agents.reconfigure(CTX, poisoned, temperature=t)
+    run_to_head(consumer)
+    schema = build_schema()
+    context = {"lightning": lightning, "principal": SYSTEM, "feed": None}
+    seen: list[int] = []
+    after = None
+    for _ in range(10):
+        result = await schema.execute(
+            "query($a: String) { parkedEvents(first: 3, after: $a) { position cursor } }",
+            variable_values={"a": after},
+            context_value=context,
+        )
+        assert result.errors is None and result.data is not None
+        page = result.data["parkedEvents"]
+        if not page:
+            break
+        seen += [p["position"] for p in page]
+        after = page[-1]["cursor"]
+    assert seen == [p.position for p in lightning.consumers.parked(ParkedFilter())]
+    assert len(seen) == 4
+
+
+async def test_text_filters_refuse_control_characters(lightning: Lightning) -> None:
+    from lightning.api.schema import build_schema
+    from lightning.services import SYSTEM
+
+    schema = build_schema()
+    context = {"lightning": lightning, "principal": SYSTEM, "feed": None}
+    forged = base64.urlsafe_b64encode(b"agent:" + b"9" * 30).decode()
+    for query in (
+        '{ auditLog(actor: "a\\u0000b") { edges { node { position } } } }',
+        '{ agents(status: "a\\u0000b") { edges { node { id } } } }',
+        '{ agents(provider: "x' + "y" * 300 + '") { edges { node { id } } } }',
+        '{ agents(after: "' + forged + '") { edges { node { id } } } }',
+    ):
+        result = await schema.execute(query, context_value=context)
+        assert result.errors and result.errors[0].extensions["code"] == "BAD_USER_INPUT", query

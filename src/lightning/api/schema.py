@@ -49,6 +49,7 @@ from .types import (
     RevokeApiKeyPayload,
     RotateApiKeyPayload,
     connection,
+    decode_place,
 )
 
 T = TypeVar("T")
@@ -332,13 +333,15 @@ class Query:
         handler: str | None = None,
         key: str | None = None,
         first: int = 100,
+        after: str | None = None,
         consistent_with: int | None = None,
     ) -> list[ParkedEventRecord]:
         if not 0 < first <= MAX_PAGE:
             raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}")
+        place = None if after is None else decode_place(after)
         await consistent(info, consistent_with, check_parked=False)
         which = ParkedFilter(consumer, handler, key)
-        parked = await run(app_of(info).consumers.parked, which, first)
+        parked = await run(app_of(info).consumers.parked, which, first, place)
         return [ParkedEventRecord.from_data(p) for p in parked]
 
 

@@ -3,6 +3,8 @@ objects themselves."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -15,6 +17,7 @@ from strawberry.scalars import JSON
 from ..consumers import HandlerStatus, ParkedEvent
 from ..domain.agents import Agent as AgentState
 from ..domain.api_keys import ApiKey as ApiKeyState
+from ..domain.errors import ValidationFailed
 from ..projections.queries import Page
 from ..store.backends import Row
 from ..store.envelope import Envelope
@@ -240,10 +243,31 @@ class ParkedEventRecord:
     error: str | None
     attempts: int
     parked_at: datetime
+    cursor: str = strawberry.field(description="pass as `after` for the events after this one")
 
     @classmethod
     def from_data(cls, p: ParkedEvent) -> ParkedEventRecord:
-        return cls(**asdict(p) | {"parked_at": datetime.fromisoformat(p.parked_at)})
+        fields_ = asdict(p) | {"parked_at": datetime.fromisoformat(p.parked_at)}
+        del fields_["skipping"]
+        return cls(**fields_, cursor=encode_place((p.consumer, p.handler, p.key, p.position)))
+
+
+def encode_place(place: tuple[str, str, str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(place)).encode()).decode()
+
+
+def decode_place(cursor: str) -> tuple[str, str, str, int]:
+    try:
+        consumer, handler, key, position = json.loads(base64.urlsafe_b64decode(cursor[:2000]))
+        if not all(isinstance(v, str) for v in (consumer, handler, key)):
+            raise ValueError(cursor)
+        if not isinstance(position, int) or not 0 <= position < 2**63:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValidationFailed(
+            "after is not a cursor from this list", details={"after": cursor[:100]}
+        ) from None
+    return consumer, handler, key, position
 
 
 # ---- inputs -------------------------------------------------------------------------------------

@@ -49,9 +49,11 @@ def print_statuses(statuses: list[HandlerStatus], as_json: bool) -> None:
     out.print(table)
 
 
-def print_parked(parked: list[ParkedEvent], as_json: bool) -> None:
+def print_parked(
+    parked: list[ParkedEvent], counts: dict[tuple[str, str, str], int], as_json: bool
+) -> None:
     """One block per parked key: the event that failed (with its error), then the ones waiting
-    behind it, in order."""
+    behind it, in order; a last line if --limit cut the list."""
     if as_json:
         for p in parked:
             sys.stdout.write(json.dumps(asdict(p)) + "\n")
@@ -60,8 +62,7 @@ def print_parked(parked: list[ParkedEvent], as_json: bool) -> None:
     for p in parked:
         if (p.consumer, p.handler, p.key) != key:
             key = (p.consumer, p.handler, p.key)
-            count = sum(1 for q in parked if (q.consumer, q.handler, q.key) == key)
-            say(f"{p.consumer}/{p.handler} {p.key}: {count} parked event(s)")
+            say(f"{p.consumer}/{p.handler} {p.key}: {counts.get(key, 0)} parked event(s)")
         state = f"failed {p.attempts} time(s): {p.error}" if p.error else "waiting behind it"
         say(f"  position {p.position:<10} {p.type:<32} parked {p.parked_at}  {state}")
 
@@ -86,8 +87,9 @@ def consumers_parked(
 ) -> None:
     """Parked events, by consumer, handler and key, oldest first."""
     with lightning() as lt:
-        parked = lt.consumers.parked(ParkedFilter(consumer, handler, aggregate), limit)
-        print_parked(parked, json_)
+        which = ParkedFilter(consumer, handler, aggregate)
+        parked = lt.consumers.parked(which, limit)
+        print_parked(parked, lt.consumers.parked_counts(which), json_)
         if not parked and not json_:
             err.print("nothing is parked")
 
@@ -124,6 +126,9 @@ def positions_text(events: list[ParkedEvent]) -> str:
 
 def report_retry(result: RetryResult, dry_run: bool) -> None:
     where = f"{result.consumer}/{result.handler} {result.key}"
+    if not result.events:
+        say(f"{where}: nothing parked any more")
+        return
     done = result.events[: result.applied]
     if done:
         verb = "would apply" if dry_run else "applied"

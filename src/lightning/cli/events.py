@@ -45,7 +45,7 @@ def events_list(
     type_: Annotated[list[str] | None, typer.Option("--type", help=TYPE_HELP)] = None,
     aggregate: Annotated[str | None, typer.Option(help="only this aggregate id")] = None,
     since: Annotated[str | None, typer.Option(help="a position, or an ISO-8601 time")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many")] = 100,
 ) -> None:
     """List events, oldest first."""
     with lightning() as lt:

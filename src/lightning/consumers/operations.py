@@ -16,11 +16,15 @@ from ..store.event_store import EventStore
 from ..store.outages import is_retryable
 from . import parking
 from .batch import savepoint, text_safe
+from .consumer import now_text
 from .handler import Handler
 from .parking import ParkedEvent, ParkedFilter
 from .tracking import TrackingStore
 
 APPLY_PAGE = 500
+BEING_SKIPPED = (
+    "an operator is skipping these (or a skip-parked was interrupted: run it again to finish)"
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,9 @@ def retry_group(
         tracking.positions(tx, [handler.name], lock=True)
         rows = parking.listed(tx, ParkedFilter(consumer, handler.name, key), limit=1_000_000)
         if not rows:
-            return RetryResult(consumer, handler.name, key, [], error="nothing parked any more")
+            return RetryResult(consumer, handler.name, key, [])  # healed meanwhile
+        if any(r.skipping for r in rows):
+            return RetryResult(consumer, handler.name, key, rows, error=BEING_SKIPPED)
         before = handler.snapshot(tx, key)
         envelopes = events.read_at([r.position for r in rows])
         if len(envelopes) != len(rows):
@@ -108,16 +114,21 @@ def skip(
     which: ParkedFilter,
     record: Callable[[str, Sequence[ParkedEvent]], object],
 ) -> list[ParkedEvent]:
-    """Record the skip of every parked event ``which`` selects (``record`` appends the
-    ``consumer.event_skipped`` facts, idempotently), then unpark them. Events parked after the
-    listing stay parked (run it again)."""
+    """Skip every parked event ``which`` selects: mark them (so no retry-parked applies them
+    meanwhile), record the skips (``record`` appends the ``consumer.event_skipped`` facts,
+    idempotently), then unpark them. Interrupted, it is simply run again. Events parked after
+    the marking stay parked (run it again)."""
     with tracking.transaction(commit=False) as tx:
-        rows = parking.listed(tx, which, limit=1_000_000)
-    if not rows:
+        handlers = sorted({r.handler for r in parking.listed(tx, which, limit=1_000_000)})
+    if not handlers:
         return []
+    with tracking.transaction(commit=True, durable=True) as tx:
+        tracking.positions(tx, handlers, lock=True)
+        rows = [r for r in parking.listed(tx, which, limit=1_000_000) if r.handler in handlers]
+        parking.mark_skipping(tx, rows, now_text())
     for consumer in sorted({r.consumer for r in rows}):
         record(consumer, [r for r in rows if r.consumer == consumer])
     with tracking.transaction(commit=True, durable=True) as tx:
-        tracking.positions(tx, sorted({r.handler for r in rows}), lock=True)
+        tracking.positions(tx, handlers, lock=True)
         parking.unpark(tx, rows)
     return rows

@@ -25,6 +25,7 @@ class ParkedEvent:
     error: str | None
     attempts: int
     parked_at: str
+    skipping: bool = False  # an operator's skip-parked is under way (or was interrupted)
 
     @classmethod
     def from_row(cls, row: Row) -> ParkedEvent:
@@ -37,6 +38,7 @@ class ParkedEvent:
             error=row["error"],
             attempts=int(row["attempts"]),
             parked_at=row["parked_at"],
+            skipping=row.get("skipping_since") is not None,
         )
 
 
@@ -91,14 +93,36 @@ def parked_keys(tx: Tx, consumer: str) -> dict[str, set[str]]:
     return keys
 
 
-def listed(tx: Tx, which: ParkedFilter, limit: int = 1_000) -> list[ParkedEvent]:
+Place = tuple[str, str, str, int]  # (consumer, handler, key, position): the listing's order
+
+
+def listed(
+    tx: Tx, which: ParkedFilter, limit: int = 1_000, after: Place | None = None
+) -> list[ParkedEvent]:
+    """By consumer, handler, key and position; from just after ``after`` (for paging)."""
     where, params = which.where()
+    if after is not None:
+        where += (
+            " AND " if where else " WHERE "
+        ) + "(consumer, handler, key, position) > (?, ?, ?, ?)"
+        params += list(after)
     rows = tx.all(
         f"SELECT * FROM parked_events{where}"  # noqa: S608 (columns from code)
         " ORDER BY consumer, handler, key, position LIMIT ?",
         [*params, limit],
     )
     return [ParkedEvent.from_row(r) for r in rows]
+
+
+def counted(tx: Tx, which: ParkedFilter) -> dict[tuple[str, str, str], int]:
+    """How many events each (consumer, handler, key) has parked."""
+    where, params = which.where()
+    rows = tx.all(
+        f"SELECT consumer, handler, key, COUNT(*) AS n FROM parked_events{where}"  # noqa: S608
+        " GROUP BY consumer, handler, key",
+        params,
+    )
+    return {(r["consumer"], r["handler"], r["key"]): int(r["n"]) for r in rows}
 
 
 def groups(tx: Tx, which: ParkedFilter) -> list[tuple[str, str, str]]:
@@ -140,6 +164,14 @@ def failed_again(tx: Tx, event: ParkedEvent, error: str) -> None:
         "UPDATE parked_events SET error = ?, attempts = attempts + 1"
         " WHERE consumer = ? AND handler = ? AND position = ?",
         (error[:ERROR_MAX], event.consumer, event.handler, event.position),
+    )
+
+
+def mark_skipping(tx: Tx, events: Sequence[ParkedEvent], at: str) -> None:
+    tx.execute_many(
+        "UPDATE parked_events SET skipping_since = ?"
+        " WHERE consumer = ? AND handler = ? AND position = ?",
+        [(at, e.consumer, e.handler, e.position) for e in events],
     )
 
 

@@ -104,9 +104,15 @@ class Consumers:
             )
         return which
 
-    def parked(self, which: ParkedFilter, limit: int = 1_000) -> list[ParkedEvent]:
+    def parked(
+        self, which: ParkedFilter, limit: int = 1_000, after: parking.Place | None = None
+    ) -> list[ParkedEvent]:
         with self.tracking.transaction(commit=False) as tx:
-            return parking.listed(tx, self.check(which), limit)
+            return parking.listed(tx, self.check(which), limit, after)
+
+    def parked_counts(self, which: ParkedFilter) -> dict[tuple[str, str, str], int]:
+        with self.tracking.transaction(commit=False) as tx:
+            return parking.counted(tx, self.check(which))
 
     # ---- what operators do ---------------------------------------------------------------------
 

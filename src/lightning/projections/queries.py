@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -36,13 +37,28 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
         return None
     try:
         prefix, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if prefix != kind:
+        if prefix != kind or not 0 <= int(key) < 2**63:
             raise ValueError(prefix)
         return int(key)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise ValidationFailed(
-            "after is not a cursor from this list", details={"after": cursor}
+            "after is not a cursor from this list", details={"after": cursor[:100]}
         ) from None
+
+
+FILTER_MAX = 200
+
+
+def check_filter(name: str, value: str | None) -> str | None:
+    """A text filter: bounded, and no control characters (PostgreSQL refuses NUL outright)."""
+    if value is not None and (
+        len(value) > FILTER_MAX or any(unicodedata.category(c)[0] == "C" for c in value)
+    ):
+        raise ValidationFailed(
+            f"{name} has at most {FILTER_MAX} characters, none of them control characters",
+            details={name: value[:100].encode("unicode_escape").decode()},
+        )
+    return value
 
 
 def _check_first(first: int) -> None:
@@ -94,7 +110,7 @@ class ReadModels:
         where = ["created_position > ?"]
         params: list[object] = [decode_cursor("agent", after) or 0]
         for column, value in (("status", status), ("provider", provider), ("name", name)):
-            if value is not None:
+            if check_filter(column, value) is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         rows = self.backend.query(
@@ -129,6 +145,7 @@ class ReadModels:
     ) -> Page[Row]:
         """Newest first, filtered by the event-type patterns of DESIGN §4."""
         _check_first(first)
+        check_filter("actor", actor)
         where: list[str] = []
         params: list[object] = []
         cursor = decode_cursor("audit", after)

@@ -52,9 +52,7 @@ class EventStore:
             for n in self.backend.read_log(after, limit, upto=upto, types=types)
         ]
 
-    def read_in(
-        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
-    ) -> list[Envelope]:
+    def read_in(self, tx: Tx, after: int, limit: int, *, upto: int | None = None) -> list[Envelope]:
         """``read`` on the connection of the open transaction ``tx`` (see Backend.read_log_in)."""
         return [
             Envelope.from_notification(n)
