@@ -400,3 +400,21 @@ def test_postgres_restart_with_full_pools(cluster: Cluster, app: Lightning) -> N
         restart.wait(timeout=120)
     assert served < 2 and current < 2, f"command after {served:.2f}s, read models {current:.2f}s"
     assert_read_models_equal_fold_of_log(app)
+
+
+def test_an_event_no_version_can_read_neither_stops_the_relay_nor_the_consumers(
+    cluster: Cluster, app: Lightning
+) -> None:
+    from eventsourcing.persistence import StoredEvent
+
+    cluster.start_worker("all")
+    broken = app.agents.register(CTX, name="broken", **GROK).agent.id
+    [position] = app.store.backend.recorder.insert_events(
+        [StoredEvent(broken, 2, "agent.reconfigured", b'["not", "an envelope"]')]
+    ) or [0]
+    later = app.agents.register(CTX, name="later", **GROK)
+    head = wait_caught_up(app, cluster)
+    assert head == later.position
+    assert set(parked_keys(app)) == {("agents", str(broken)), ("audit_log", str(broken))}
+    assert [p.position for p in app.consumers.parked(ParkedFilter())] == [position, position]
+    assert "relay interrupted" not in cluster.logs()  # it published a stand-in and went on

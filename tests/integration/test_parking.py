@@ -626,3 +626,29 @@ async def test_text_filters_refuse_control_characters(lightning: Lightning) -> N
     ):
         result = await schema.execute(query, context_value=context)
         assert result.errors and result.errors[0].extensions["code"] == "BAD_USER_INPUT", query
+
+
+def test_an_event_this_version_cannot_read_parks_its_stream_and_nothing_else(
+    lightning: Lightning,
+) -> None:
+    from eventsourcing.persistence import StoredEvent
+
+    from lightning.store.envelope import Undecodable
+
+    broken_agent = register(lightning, "broken")
+    [stored] = lightning.store.backend.recorder.insert_events(
+        [StoredEvent(broken_agent, 2, "agent.reconfigured", b"{not json")]
+    ) or [0]
+    after = register(lightning, "after")
+    run_to_head(lightning.consumers.build(KIND))
+    parked = lightning.consumers.parked(ParkedFilter())
+    assert {(p.handler, p.key, p.position) for p in parked} == {
+        ("agents", str(broken_agent), stored),
+        ("audit_log", str(broken_agent), stored),
+    }
+    assert all("cannot" in (p.error or "") or "Undecodable" in (p.error or "") for p in parked)
+    assert str(after) in {r["id"] for r in rows(lightning, "agents")}
+    head = lightning.store.max_position()
+    assert {position(lightning, n) for n in ("agents", "api_keys", "audit_log")} == {head}
+    listed = [e for e in lightning.store.iterate(0) if isinstance(e, Undecodable)]
+    assert [e.position for e in listed] == [stored]  # readers see it, marked, and go on

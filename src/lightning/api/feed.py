@@ -18,7 +18,7 @@ from typing import Any
 import anyio.to_thread
 
 from ..domain.event_types import TypeFilter, matches
-from ..store.envelope import Envelope
+from ..store.envelope import Envelope, Undecodable
 from ..store.event_store import EventStore
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,14 @@ class EventFeed:
 
     async def _pump(self) -> None:
         while True:
-            batch = await anyio.to_thread.run_sync(self._store.read, self._head, 1000)
+            read = functools.partial(self._store.read, self._head, 1000, tolerant=True)
+            batch = await anyio.to_thread.run_sync(read)
             if not batch:
                 return
             for envelope in batch:
+                if isinstance(envelope, Undecodable):
+                    log.error("live feed: skipping %s", envelope.error)
+                    continue
                 for q in list(self._queues):
                     try:
                         q.put_nowait(envelope)
@@ -96,12 +100,14 @@ class EventFeed:
             last = self._head if after is None else after
             if after is not None:
                 while last < self._head:
-                    read = functools.partial(self._store.read, last, 500, upto=self._head)
+                    read = functools.partial(
+                        self._store.read, last, 500, upto=self._head, tolerant=True
+                    )
                     batch = await anyio.to_thread.run_sync(read)
                     if not batch:
                         break
                     for envelope in batch:
-                        if accept(envelope):
+                        if accept(envelope) and not isinstance(envelope, Undecodable):
                             yield envelope
                     last = batch[-1].position
             while True:

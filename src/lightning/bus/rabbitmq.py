@@ -36,7 +36,7 @@ from opentelemetry import propagate
 from pydantic import ValidationError
 
 from ..config import Settings
-from ..store.envelope import Envelope, wire_json
+from ..store.envelope import Envelope, Undecodable, wire_json
 from .delivery import Delivery
 
 DEAD_LETTER_EXCHANGE_SUFFIX = ".dead-letter"
@@ -119,16 +119,25 @@ class Topology:
 
 
 def to_message(notification: Notification, previous: int) -> aio_pika.Message:
-    """The message for one stored event (body: its envelope; see the module docstring)."""
-    body, fields = wire_json(notification, notification.id)
+    """The message for one stored event (body: its envelope; see the module docstring). An
+    event this version cannot read goes out as its ``Undecodable`` stand-in (marked in the
+    header ``undecodable``): the relay never stops at one event, and consumers park it."""
     headers: dict[str, Any] = {"position": notification.id, "previous_position": previous}
+    try:
+        body, fields = wire_json(notification, notification.id)
+        message_id, correlation_id = str(fields["id"]), str(fields["correlation_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        stand_in = Undecodable.of(notification, f"{type(exc).__name__}: {exc}")
+        body = stand_in.to_json().encode()
+        message_id, correlation_id = str(stand_in.id), str(stand_in.correlation_id)
+        headers["undecodable"] = stand_in.error[:500]
     propagate.inject(headers)
     return aio_pika.Message(
         body,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=str(fields["id"]),
-        correlation_id=str(fields["correlation_id"]),
+        message_id=message_id,
+        correlation_id=correlation_id,
         type=notification.topic,
         timestamp=datetime.now(UTC),
         headers=headers,

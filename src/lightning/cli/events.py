@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..domain.errors import NotFound
 from ..domain.event_types import TypeFilter, matches
-from ..store.envelope import Envelope, format_time
+from ..store.envelope import Envelope, Undecodable, format_time
 from .common import lightning, out, parse_id, parse_time
 
 app = typer.Typer(help="Read the event log.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def print_events(envelopes: list[Envelope], as_json: bool) -> None:
         table.add_row(
             str(e.position),
             format_time(e.occurred_at),
-            e.type,
+            f"{e.type} (undecodable: {e.error})" if isinstance(e, Undecodable) else e.type,
             str(e.aggregate_id),
             str(e.version),
             e.actor,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .. import failpoints
 from ..store.backends import Tx
-from ..store.envelope import Envelope
+from ..store.envelope import Envelope, Undecodable
 from ..store.outages import LostRace, is_retryable
 from . import parking
 from .handler import Handler
@@ -46,6 +46,16 @@ def text_safe(text: str) -> str:
     escaped. For keys and error messages, which a handler or its bad data may make up."""
     text = text.replace("\x00", "\\x00")
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class UndecodableEvent(ValueError):
+    """A stored event this version cannot read: a fault of that event, parked like any."""
+
+
+def refuse_undecodable(envelopes: Sequence[Envelope]) -> None:
+    for envelope in envelopes:
+        if isinstance(envelope, Undecodable):
+            raise UndecodableEvent(f"position {envelope.position}: {envelope.error}")
 
 
 class TransactionLost(LostRace):
@@ -141,6 +151,7 @@ class HandlerRun:
         ready = [e for e in wanted if self._key(e) not in self.parked_keys]
         waiting = [e for e in wanted if self._key(e) in self.parked_keys]
         if ready:
+            refuse_undecodable(ready)
             failpoints.check_apply(handler.name, {self._key(e) for e in ready})
             handler.apply_batch(self.tx, ready)
         return self._park(waiting, None)

@@ -127,7 +127,7 @@ class Consumer:
         """Apply what the store holds beyond the handlers' positions (up to ``upto``)."""
         while True:
             start = self.position()
-            batch = self.events.read(start, self.batch_size, upto=upto)
+            batch = self.events.read(start, self.batch_size, upto=upto, tolerant=True)
             if not batch:
                 return start
             advanced = self._apply(batch)

@@ -15,7 +15,7 @@ from ..store.envelope import Envelope
 from ..store.event_store import EventStore
 from ..store.outages import is_retryable
 from . import parking
-from .batch import savepoint, text_safe
+from .batch import refuse_undecodable, savepoint, text_safe
 from .consumer import now_text
 from .handler import Handler
 from .parking import ParkedEvent, ParkedFilter
@@ -100,6 +100,7 @@ def _attempt(tx: Tx, handler: Handler, key: str, envelopes: list[Envelope]) -> s
         with savepoint(tx, "retry_parked"):
             failpoints.check_apply(handler.name, {key})
             wanted = [e for e in envelopes if handler.wants(e)]
+            refuse_undecodable(wanted)
             for start in range(0, len(wanted), APPLY_PAGE):
                 handler.apply_batch(tx, wanted[start : start + APPLY_PAGE])
     except Exception as exc:

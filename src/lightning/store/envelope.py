@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.persistence import Notification, StoredEvent
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer
 
 from ..domain.messages import DomainEvent
 from ..domain.registry import event_from
@@ -80,6 +80,57 @@ class Envelope(BaseModel):
     @classmethod
     def from_notification(cls, notification: Notification) -> Envelope:
         return cls.from_stored(notification, notification.id)
+
+
+_UNDECODABLE = UUID("8a1f2f4e-6c0b-4a8e-b3f5-1d2c3b4a5f60")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Undecodable(Envelope):
+    """A stored event this version cannot read (not JSON, a field missing or malformed),
+    carried with what the store itself knows of it — position, stream, version, type — so a
+    consumer parks it with its stream instead of stopping at it. Never a domain event."""
+
+    error: str = ""
+
+    @classmethod
+    def of(cls, notification: Notification, error: str) -> Undecodable:
+        topic = notification.topic
+        return cls.model_construct(
+            id=uuid5(_UNDECODABLE, str(notification.id)),
+            type=topic,
+            aggregate_type=topic.partition(".")[0],
+            aggregate_id=_uuid(notification.originator_id),
+            version=notification.originator_version,
+            position=notification.id,
+            occurred_at=_EPOCH,
+            actor="unknown",
+            correlation_id=_UNDECODABLE,
+            causation_id=None,
+            schema_version=0,
+            data={},
+            error=error,
+        )
+
+    def domain_event(self) -> DomainEvent | None:
+        return None
+
+
+def _uuid(value: UUID | str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value)
+    except ValueError:
+        return uuid5(_UNDECODABLE, value)
+
+
+def decode(notification: Notification) -> Envelope:
+    """The envelope of a stored event, or an ``Undecodable`` standing in for it."""
+    try:
+        return Envelope.from_notification(notification)
+    except (ValueError, TypeError, ValidationError) as exc:  # not JSON, not an object, …
+        return Undecodable.of(notification, f"{type(exc).__name__}: {str(exc)[:500]}")
 
 
 def wire_json(stored: StoredEvent, position: int) -> tuple[bytes, dict[str, Any]]:

@@ -8,7 +8,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from .backends import Backend, Tx
-from .envelope import Envelope
+from .envelope import Envelope, decode
 from .group_commit import GroupCommitWriter
 
 
@@ -45,23 +45,24 @@ class EventStore:
         *,
         upto: int | None = None,
         types: Sequence[str] = (),
+        tolerant: bool = False,
     ) -> list[Envelope]:
-        """Events with ``after < position <= upto`` in position order, at most ``limit``."""
-        return [
-            Envelope.from_notification(n)
-            for n in self.backend.read_log(after, limit, upto=upto, types=types)
-        ]
+        """Events with ``after < position <= upto`` in position order, at most ``limit``.
+        ``tolerant``: an event this version cannot read comes back as ``Undecodable`` (for
+        consumers, which park it) instead of failing the whole read."""
+        notifications = self.backend.read_log(after, limit, upto=upto, types=types)
+        if tolerant:
+            return [decode(n) for n in notifications]
+        return [Envelope.from_notification(n) for n in notifications]
 
     def read_in(self, tx: Tx, after: int, limit: int, *, upto: int | None = None) -> list[Envelope]:
-        """``read`` on the connection of the open transaction ``tx`` (see Backend.read_log_in)."""
-        return [
-            Envelope.from_notification(n)
-            for n in self.backend.read_log_in(tx, after, limit, upto=upto)
-        ]
+        """A tolerant ``read`` on the connection of the open transaction ``tx`` (see
+        Backend.read_log_in)."""
+        return [decode(n) for n in self.backend.read_log_in(tx, after, limit, upto=upto)]
 
     def read_at(self, positions: Sequence[int]) -> list[Envelope]:
-        """The events at these positions, in position order."""
-        return [Envelope.from_notification(n) for n in self.backend.read_positions(positions)]
+        """The events at these positions, in position order (tolerant, as ``read_in``)."""
+        return [decode(n) for n in self.backend.read_positions(positions)]
 
     def read_stored(self, after: int = 0, limit: int = 1000) -> list[Notification]:
         """Like ``read`` but as stored (bytes), for code that forwards events without reading
@@ -71,8 +72,9 @@ class EventStore:
     def iterate(
         self, after: int = 0, *, page: int = 1000, upto: int | None = None
     ) -> Iterator[Envelope]:
+        """Every event after ``after`` (tolerant: see ``read``), a page at a time."""
         while True:
-            batch = self.read(after, page, upto=upto)
+            batch = self.read(after, page, upto=upto, tolerant=True)
             yield from batch
             if len(batch) < page:
                 return
