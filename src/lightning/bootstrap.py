@@ -25,7 +25,7 @@ from .consumers import (
 )
 from .consumers.inprocess import ConsumerThread
 from .domain.catalogue import Catalogue
-from .domain.consumers import SkippedEvent
+from .domain.consumers import REASON_MAX, SkippedEvent
 from .projections import ReadModels, projection_builders
 from .services import AgentService, ApiKeyService, ConsumerLogService, Context
 from .store import Backend, EventStore, PostgresBackend, open_backend
@@ -122,8 +122,10 @@ class Lightning:
         self.bus.start()
 
     def skip_recorder(self, ctx: Context, reason: str) -> _SkipRecorder:
-        """What ``consumers.skip_parked`` calls to record a skip as ``consumer.event_skipped``."""
-        return _SkipRecorder(self.consumer_log, ctx, reason)
+        """What ``consumers.skip_parked`` calls to record a skip as ``consumer.event_skipped``
+        (the principal is checked here, before anything is marked)."""
+        ctx.principal.require("administer")
+        return _SkipRecorder(self.consumer_log, ctx, reason[:REASON_MAX])
 
     def close(self) -> None:
         if self.bus is not None:

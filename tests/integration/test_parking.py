@@ -488,6 +488,10 @@ def test_retry_parked_on_sqlite_while_another_process_writes(tmp_path: Path) -> 
         server.close()
 
 
+def cursor_of(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
 async def test_hostile_parked_events_arguments(lightning: Lightning) -> None:
     from lightning.api.schema import build_schema
     from lightning.services import SYSTEM
@@ -503,6 +507,16 @@ async def test_hostile_parked_events_arguments(lightning: Lightning) -> None:
         ("first: 0", "BAD_USER_INPUT"),
         ("first: 2147483647", "BAD_USER_INPUT"),
         ('after: "bm90IGEgY3Vyc29y"', "BAD_USER_INPUT"),
+        *[
+            (f'after: "{cursor_of(raw)}"', "BAD_USER_INPUT")
+            for raw in (
+                '["projections", "agents", "a\\u0000b", 1]',
+                '["projections", "agents", "\\ud800", 1]',
+                '["projections", "agents", "k", true]',
+                '["projections", "agents", "k", 99999999999999999999]',
+                "[" * 1400,
+            )
+        ],
     ]:
         result = await schema.execute(
             f"{{ parkedEvents({arguments}) {{ key }} }}", context_value=context
@@ -652,3 +666,22 @@ def test_an_event_this_version_cannot_read_parks_its_stream_and_nothing_else(
     assert {position(lightning, n) for n in ("agents", "api_keys", "audit_log")} == {head}
     listed = [e for e in lightning.store.iterate(0) if isinstance(e, Undecodable)]
     assert [e.position for e in listed] == [stored]  # readers see it, marked, and go on
+
+
+def test_a_skip_that_cannot_be_recorded_leaves_nothing_marked(lightning: Lightning) -> None:
+    from lightning.domain.errors import Forbidden
+
+    poisoned, failing, _ = given_a_poisoned_aggregate(lightning)
+    with pytest.raises(Forbidden):
+        lightning.skip_recorder(Context(Principal(actor="key:v", role="viewer")), "")
+
+    def broken_record(consumer: str, parked: Sequence[object]) -> object:
+        raise RuntimeError("the event store refused the append")
+
+    with pytest.raises(RuntimeError):
+        lightning.consumers.skip_parked(ParkedFilter(key=str(poisoned)), broken_record)
+    assert not any(p.skipping for p in lightning.consumers.parked(ParkedFilter()))
+    failing.healed = True
+    lightning.consumers.kinds[KIND] = ConsumerKind(KIND, lambda: [failing])
+    [result] = lightning.consumers.retry_parked(ParkedFilter(key=str(poisoned)))
+    assert result.ok

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from uuid import UUID
 
 import pytest
@@ -240,3 +240,36 @@ def test_the_audit_log_filters_by_the_one_pattern_grammar(lightning: Lightning) 
     assert types("api_key.issued", "agent.retired") == {"api_key.issued", "agent.retired"}
     assert "consumer.event_skipped" not in types("*") and "agent.registered" in types("*")
     assert types("consumer.*") == {"consumer.event_skipped"}
+
+
+@pytest.fixture
+def on_icu_postgres(postgres_server: str) -> Iterator[Lightning]:
+    """A PostgreSQL database whose default collation is linguistic: ICU, ignoring punctuation."""
+    import uuid
+
+    import psycopg
+
+    from lightning.config import Settings
+
+    from ..conftest import _url_for, migrate
+
+    name = f"lightning_icu_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu'
+            " ICU_LOCALE 'und-u-ka-shifted' LOCALE 'C.UTF-8'"
+        )
+    try:
+        migrate(_url_for(name))
+        app = Lightning.open(Settings(database_url=_url_for(name), amqp_url=None, _env_file=None))
+        try:
+            yield app
+        finally:
+            app.close()
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_type_prefixes_are_exact_under_a_linguistic_collation(on_icu_postgres: Lightning) -> None:
+    test_the_audit_log_filters_by_the_one_pattern_grammar(on_icu_postgres)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from datetime import datetime
@@ -257,17 +258,29 @@ def encode_place(place: tuple[str, str, str, int]) -> str:
 
 
 def decode_place(cursor: str) -> tuple[str, str, str, int]:
+    """A cursor from ``encode_place`` (anything else: BAD_USER_INPUT, never a crash)."""
     try:
-        consumer, handler, key, position = json.loads(base64.urlsafe_b64decode(cursor[:2000]))
-        if not all(isinstance(v, str) for v in (consumer, handler, key)):
+        if len(cursor) > 2_000:
+            raise ValueError("too long")
+        consumer, handler, key, position = json.loads(base64.urlsafe_b64decode(cursor))
+        if not all(_plain(v) for v in (consumer, handler, key)):
             raise ValueError(cursor)
-        if not isinstance(position, int) or not 0 <= position < 2**63:
+        if type(position) is not int or not 0 <= position < 2**63:
             raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         raise ValidationFailed(
             "after is not a cursor from this list", details={"after": cursor[:100]}
         ) from None
     return consumer, handler, key, position
+
+
+def _plain(value: object) -> bool:
+    """Text a database column takes: bounded, no control characters, no lone surrogates."""
+    return (
+        isinstance(value, str)
+        and len(value) <= 200
+        and not any(unicodedata.category(c)[0] == "C" for c in value)
+    )
 
 
 # ---- inputs -------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def retry_group(
         if any(r.skipping for r in rows):
             return RetryResult(consumer, handler.name, key, rows, error=BEING_SKIPPED)
         before = handler.snapshot(tx, key)
-        envelopes = events.read_at([r.position for r in rows])
+        envelopes = events.read_at_in(tx, [r.position for r in rows])
         if len(envelopes) != len(rows):
             missing = f"the store holds {len(envelopes)} of the {len(rows)} parked positions"
             return RetryResult(consumer, handler.name, key, rows, 0, missing, before, before)
@@ -127,9 +127,14 @@ def skip(
         tracking.positions(tx, handlers, lock=True)
         rows = [r for r in parking.listed(tx, which, limit=1_000_000) if r.handler in handlers]
         parking.mark_skipping(tx, rows, now_text())
-    for consumer in sorted({r.consumer for r in rows}):
-        record(consumer, [r for r in rows if r.consumer == consumer])
+    try:
+        for consumer in sorted({r.consumer for r in rows}):
+            record(consumer, [r for r in rows if r.consumer == consumer])
+    except BaseException:
+        with tracking.transaction(commit=True, durable=True) as tx:
+            parking.mark_skipping(tx, rows, None)  # not skipped after all: retry may have them
+        raise
     with tracking.transaction(commit=True, durable=True) as tx:
         tracking.positions(tx, handlers, lock=True)
-        parking.unpark(tx, rows)
+        parking.unpark(tx, rows, only_skipping=True)
     return rows

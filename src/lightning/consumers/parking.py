@@ -167,7 +167,8 @@ def failed_again(tx: Tx, event: ParkedEvent, error: str) -> None:
     )
 
 
-def mark_skipping(tx: Tx, events: Sequence[ParkedEvent], at: str) -> None:
+def mark_skipping(tx: Tx, events: Sequence[ParkedEvent], at: str | None) -> None:
+    """Mark (``at``) or unmark (None) events an operator's skip is recording."""
     tx.execute_many(
         "UPDATE parked_events SET skipping_since = ?"
         " WHERE consumer = ? AND handler = ? AND position = ?",
@@ -175,9 +176,13 @@ def mark_skipping(tx: Tx, events: Sequence[ParkedEvent], at: str) -> None:
     )
 
 
-def unpark(tx: Tx, events: Sequence[ParkedEvent]) -> None:
+def unpark(tx: Tx, events: Sequence[ParkedEvent], *, only_skipping: bool = False) -> None:
+    """Remove these events (with ``only_skipping``: only if still marked by the skip that
+    listed them — not rows a rebuild removed and parked afresh meanwhile)."""
+    marked = " AND skipping_since IS NOT NULL" if only_skipping else ""
     tx.execute_many(
-        "DELETE FROM parked_events WHERE consumer = ? AND handler = ? AND position = ?",
+        "DELETE FROM parked_events WHERE consumer = ? AND handler = ? AND position = ?"  # noqa: S608
+        + marked,
         [(e.consumer, e.handler, e.position) for e in events],
     )
 

@@ -59,21 +59,18 @@ class TrackingStore(ABC):
         exist); SQLite's write transactions are serialised whole (``BEGIN IMMEDIATE``)."""
         if not names:
             return {}
+        sql = (
+            f"SELECT application_name, notification_id FROM {self.tracking_table}"  # noqa: S608
+            f" WHERE application_name IN ({', '.join('?' * len(names))})"
+        )
         if lock and isinstance(self.backend, PostgresBackend):
-            rows = tx.all(
+            tx.execute(
                 f"INSERT INTO {self.tracking_table} (application_name, notification_id)"  # noqa: S608
-                f" VALUES {', '.join('(?, 0)' for _ in names)}"
-                f" ON CONFLICT (application_name) DO UPDATE"
-                f" SET notification_id = {self.tracking_table}.notification_id"
-                " RETURNING application_name, notification_id",
+                f" VALUES {', '.join('(?, 0)' for _ in names)} ON CONFLICT DO NOTHING",
                 sorted(names),
             )
-        else:
-            rows = tx.all(
-                f"SELECT application_name, notification_id FROM {self.tracking_table}"  # noqa: S608
-                f" WHERE application_name IN ({', '.join('?' * len(names))})",
-                names,
-            )
+            sql += " ORDER BY application_name FOR UPDATE"
+        rows = tx.all(sql, names)
         found = {r["application_name"]: int(r["notification_id"]) for r in rows}
         return {name: found.get(name, 0) for name in names}
 

@@ -75,21 +75,22 @@ def decode_tools(row: Row) -> Row:
 
 
 def _type_clause(types: TypeFilter) -> tuple[str, list[object]]:
-    """SQL for an event-type filter. ``<aggregate>.*`` compares the type's first characters
-    (``substr``, byte-exact under any collation; a range or LIKE would depend on the database's
-    collation and on ``_`` being a wildcard)."""
+    """SQL for an event-type filter: exact types, and ``<aggregate>.*`` as the range of types
+    from ``<aggregate>.`` up to ``<aggregate>/`` (the next byte), which the (type, position)
+    index serves. The column compares bytes on both backends (SQLite's default; "C" collation
+    on PostgreSQL, event_store/0008), so ``agent_name.reserved`` is not in ``agent.*``'s range."""
     clauses: list[str] = []
     params: list[object] = []
     if types.exact:
         clauses.append(f"type IN ({', '.join('?' * len(types.exact))})")
         params += sorted(types.exact)
     for aggregate in sorted(types.aggregates):
-        clauses.append("substr(type, 1, ?) = ?")
-        params += [len(aggregate) + 1, f"{aggregate}."]
+        clauses.append("(type >= ? AND type < ?)")
+        params += [f"{aggregate}.", f"{aggregate}/"]
     if types.public:
         internal = sorted(INTERNAL_AGGREGATES)
-        clauses.append(" AND ".join("substr(type, 1, ?) <> ?" for _ in internal))
-        params += [value for a in internal for value in (len(a) + 1, f"{a}.")]
+        clauses.append(" AND ".join("NOT (type >= ? AND type < ?)" for _ in internal))
+        params += [bound for a in internal for bound in (f"{a}.", f"{a}/")]
     return "(" + " OR ".join(clauses) + ")", params
 
 

@@ -92,6 +92,31 @@ class Backend(ABC):
         transaction, which on SQLite (one writer, and no reader while it writes) must not wait
         for a second connection."""
 
+    def read_positions_in(self, tx: Tx, positions: Sequence[int]) -> list[Notification]:
+        """The events at these positions, on ``tx``'s own connection (see ``read_log_in``)."""
+        found: list[Notification] = []
+        wanted = sorted(set(positions))
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            tx.execute(
+                f"SELECT {self._position_select} FROM {self._events}"  # noqa: S608
+                f" WHERE {self._position} IN ({', '.join('?' * len(part))})"
+                f" ORDER BY {self._position}",
+                part,
+            )
+            found += [self._notification(row) for row in tx.cursor.fetchall()]
+        return found
+
+    _position: str
+    _position_select: str
+
+    @property
+    @abstractmethod
+    def _events(self) -> str: ...
+
+    @abstractmethod
+    def _notification(self, row: Any) -> Notification: ...
+
     def read_positions(self, positions: Sequence[int]) -> list[Notification]:
         """The events at these positions, in position order (missing ones left out)."""
         found: list[Notification] = []
@@ -134,6 +159,12 @@ class Backend(ABC):
 
 class SQLiteBackend(Backend):
     kind = "sqlite"
+    _position = "rowid"
+    _position_select = "rowid, *"
+    _events = EVENTS_TABLE
+
+    def _notification(self, row: Any) -> Notification:
+        return _sqlite_notification(row)
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -198,12 +229,13 @@ class SQLiteBackend(Backend):
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 yield Tx(cursor, postgres=False)
+                cursor.execute("COMMIT" if commit else "ROLLBACK")
             except BaseException:
-                # SQLite may have rolled back itself (a full disk, say): then there is none.
+                # Never hand the connection back inside a transaction (it would hold SQLite's
+                # write lock): roll back, unless SQLite already did (a full disk, say).
                 with contextlib.suppress(sqlite3.OperationalError):
                     cursor.execute("ROLLBACK")
                 raise
-            cursor.execute("COMMIT" if commit else "ROLLBACK")
 
     def close(self) -> None:
         self.datastore.close()
@@ -257,6 +289,11 @@ def _sqlite_notification(row: Any) -> Notification:
 class PostgresBackend(Backend):
     kind = "postgres"
     recorder: PostgresApplicationRecorder
+    _position = "notification_id"
+    _position_select = "*"
+
+    def _notification(self, row: Any) -> Notification:
+        return _postgres_notification(row)
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.location = loc = PostgresLocation.parse(url)

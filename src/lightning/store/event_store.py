@@ -64,6 +64,10 @@ class EventStore:
         """The events at these positions, in position order (tolerant, as ``read_in``)."""
         return [decode(n) for n in self.backend.read_positions(positions)]
 
+    def read_at_in(self, tx: Tx, positions: Sequence[int]) -> list[Envelope]:
+        """``read_at`` on the connection of the open transaction ``tx``."""
+        return [decode(n) for n in self.backend.read_positions_in(tx, positions)]
+
     def read_stored(self, after: int = 0, limit: int = 1000) -> list[Notification]:
         """Like ``read`` but as stored (bytes), for code that forwards events without reading
         them (the relay)."""

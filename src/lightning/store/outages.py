@@ -23,7 +23,8 @@ from tenacity import wait_exponential
 _TRANSIENT_CLASSES = ("08", "53", "57", "58")
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "40003", "55P03", "25006"})
 # SQLite's primary result codes of the same kind: busy, locked, out of memory, read-only,
-# interrupted, I/O error, full, cannot open, locking protocol.
+# interrupted, I/O error, full, cannot open, locking protocol. (57014, a cancelled statement,
+# counts as an outage: Lightning sets no statement timeout, so it is an operator's cancel.)
 _SQLITE_TRANSIENT = frozenset({5, 6, 7, 8, 9, 10, 13, 14, 15})
 
 # Waits between tries while the database is away: short enough that everything resumes well
@@ -34,17 +35,16 @@ OUTAGE_WAIT = wait_exponential(multiplier=FIRST_WAIT, max=LONGEST_WAIT)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for an outage, False for a fault of the statement or the data. Follows the chain of
-    causes (eventsourcing re-raises driver errors as its own; a handler may re-raise one)."""
+    """True for an outage, False for a fault of the statement or the data. Follows explicit
+    causes (``raise … from``: eventsourcing re-raises driver errors as its own that way), not
+    the implicit context: an error raised while handling an outage is an error of its own."""
     current: BaseException | None = exc
     for _ in range(6):
         if current is None:
             return False
         if _transient_here(current):
             return True
-        current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__
-        )
+        current = current.__cause__
     return False
 
 
@@ -57,8 +57,6 @@ def _transient_here(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_TRANSIENT
-    if isinstance(exc, MemoryError):
-        return True
     if isinstance(exc, StoreOperationalError | StoreInterfaceError):
         return exc.__cause__ is None  # eventsourcing's own, not wrapping a driver error
     return False
