@@ -3,44 +3,45 @@ thread: eventsourcing is synchronous), map the result to GraphQL types."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
-from uuid import UUID
+from typing import Any, cast
 
-import anyio.to_thread
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.permission import BasePermission
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from ..bootstrap import Lightning
-from ..consumers import ParkedFilter
 from ..domain.errors import NotFound, Unauthenticated, ValidationFailed
 from ..domain.event_types import TypeFilter
 from ..domain.registry import EVENT_CLASSES
-from ..projections import KIND as PROJECTIONS
-from ..services import Context, Principal
-from ..services.common import Permission
 from ..store.envelope import Envelope, format_time
+from .context import (
+    CanAdminister,
+    CanOperate,
+    CanRead,
+    app_of,
+    aware,
+    consistent,
+    ctx_of,
+    run,
+    uuid_arg,
+)
 from .errors import ErrorCodes
 from .feed import EventFeed, matcher
+from .operations import OperationsQuery
 from .types import (
     Agent,
     AggregateState,
     ApiKey,
     Connection,
-    ConsumerStatus,
     EventRecord,
     IssueApiKeyInput,
     IssueApiKeyPayload,
-    ParkedEventRecord,
-    ProjectionStatus,
     ReconfigureAgentInput,
     ReconfigureAgentPayload,
     RegisterAgentInput,
@@ -49,101 +50,10 @@ from .types import (
     RevokeApiKeyPayload,
     RotateApiKeyPayload,
     connection,
-    decode_place,
 )
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 REAUTHENTICATE_AFTER = 5.0  # seconds between re-checks of a subscription's credential
-MAX_PAGE = 500
-
-
-async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-
-
-def app_of(info: Info) -> Lightning:
-    app: Lightning = info.context["lightning"]
-    return app
-
-
-def principal_of(info: Info) -> Principal:
-    principal: Principal | None = info.context.get("principal")
-    if principal is None:
-        raise Unauthenticated("a bearer token is required")
-    return principal
-
-
-def ctx_of(info: Info) -> Context:
-    return Context(principal_of(info))
-
-
-def uuid_arg(value: str, name: str = "id") -> UUID:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise ValidationFailed(f"{name} is not a valid id", details={name: value}) from None
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """Times without a zone are taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-async def consistent(
-    info: Info,
-    position: int | None,
-    *names: str,
-    key: str | None = None,
-    check_parked: bool = True,
-) -> None:
-    """Wait until the named handlers (default: all) have applied ``position`` (of ``key``:
-    an aggregate, when the query reads one), without holding a thread while waiting. Queries of
-    the handlers' status (not of their read models) pass ``check_parked=False``: a parked event
-    does not make a status report inconsistent."""
-    if position is None:
-        return
-    if position < 0:
-        raise ValidationFailed("consistentWith must not be negative")
-    app = app_of(info)
-    head = await run(app.store.max_position)
-    if position > head:
-        # Nothing will ever reach it: answer now instead of holding a thread for the timeout.
-        raise ValidationFailed(
-            f"consistentWith {position} is beyond the newest position {head}",
-            details={"consistentWith": position, "head": head},
-        )
-    await app.consumers.wait(
-        position,
-        names or app.consumers.handler_names(),
-        app.settings.consistency_timeout,
-        key=key,
-        check_parked=check_parked,
-    )
-
-
-class _Requires(BasePermission):
-    needed: Permission
-
-    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        principal = principal_of(info)
-        self.message = f"role {principal.role!r} may not {self.needed} here"
-        self.error_extensions = {"code": "FORBIDDEN"}
-        return principal.can(self.needed)
-
-
-class CanRead(_Requires):
-    needed = "read"
-
-
-class CanOperate(_Requires):
-    needed = "operate"
-
-
-class CanAdminister(_Requires):
-    needed = "administer"
 
 
 @strawberry.type
@@ -302,48 +212,6 @@ class Query:
         )
         return connection(page, EventRecord.from_row)
 
-    @strawberry.field(permission_classes=[CanRead])
-    async def projections(
-        self, info: Info, consistent_with: int | None = None
-    ) -> list[ProjectionStatus]:
-        await consistent(info, consistent_with, check_parked=False)
-        statuses = await run(app_of(info).consumers.statuses, PROJECTIONS)
-        return [ProjectionStatus.from_data(s) for s in statuses]
-
-    @strawberry.field(
-        permission_classes=[CanRead],
-        description="Every handler of every consumer kind: where it stands and how it is doing.",
-    )
-    async def consumers(
-        self, info: Info, consistent_with: int | None = None
-    ) -> list[ConsumerStatus]:
-        await consistent(info, consistent_with, check_parked=False)
-        return [ConsumerStatus.from_data(s) for s in await run(app_of(info).consumers.statuses)]
-
-    @strawberry.field(
-        permission_classes=[CanRead],
-        description="Events a handler could not apply, each with every later event of its key"
-        " behind it, in order; they wait for `lightning consumers retry-parked` or"
-        " `skip-parked`.",
-    )
-    async def parked_events(
-        self,
-        info: Info,
-        consumer: str | None = None,
-        handler: str | None = None,
-        key: str | None = None,
-        first: int = 100,
-        after: str | None = None,
-        consistent_with: int | None = None,
-    ) -> list[ParkedEventRecord]:
-        if not 0 < first <= MAX_PAGE:
-            raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}")
-        place = None if after is None else decode_place(after)
-        await consistent(info, consistent_with, check_parked=False)
-        which = ParkedFilter(consumer, handler, key)
-        parked = await run(app_of(info).consumers.parked, which, first, place)
-        return [ParkedEventRecord.from_data(p) for p in parked]
-
 
 @strawberry.type
 class Mutation:
@@ -466,7 +334,7 @@ UTCDateTime = strawberry.scalar(
 
 def build_schema() -> strawberry.Schema:
     return _Schema(
-        query=Query,
+        query=merge_types("Query", (Query, OperationsQuery)),
         mutation=Mutation,
         subscription=Subscription,
         extensions=[ErrorCodes],
