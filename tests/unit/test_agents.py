@@ -43,7 +43,7 @@ def register(**overrides: object) -> RegisterAgent:
         "model": "grok-code-fast-1",
         "temperature": 0.2,
     }
-    return RegisterAgent(**(fields | overrides))
+    return RegisterAgent.of(**(fields | overrides))
 
 
 def test_given_nothing_when_register_grok_agent_then_registered() -> None:
@@ -81,7 +81,7 @@ def test_given_nothing_when_register_each_provider_then_registered(
             {"provider": "anthropic", "model": "claude-3-opus-20240229", "temperature": 1.5},
             "temperature",
         ),
-        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 0}, "maxTokens"),
         ({"tools": ("",)}, "tools"),
     ],
 )
@@ -90,7 +90,7 @@ def test_given_nothing_when_register_with_bad_input_then_refused(
 ) -> None:
     with pytest.raises(ValidationFailed) as raised:
         when([], register(**overrides))
-    assert field in raised.value.details
+    assert any(key.startswith(field) for key in raised.value.details)
 
 
 def test_given_registered_when_register_same_again_then_nothing_new() -> None:

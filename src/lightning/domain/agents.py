@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Literal
 from uuid import UUID
 
@@ -10,13 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .catalogue import Catalogue
 from .errors import Conflict, NotFound, ValidationFailed
+from .limits import Description, Name, SystemPrompt, Tools
 from .messages import Command, DomainEvent
 
-NAME_MAX = 100
-DESCRIPTION_MAX = 2_000
-SYSTEM_PROMPT_MAX = 100_000
 MAX_TOKENS_LIMIT = 1_000_000
-TOOLS_MAX = 128
 
 
 class AgentEvent(DomainEvent):
@@ -66,26 +62,26 @@ class AgentRetired(AgentEvent):
 
 class RegisterAgent(Command):
     agent_id: UUID
-    name: str
-    description: str = ""
-    provider: str
-    model: str
+    name: Name
+    description: Description = ""
+    provider: str = Field(max_length=100)
+    model: str = Field(max_length=200)
     temperature: float = 0.7
     max_tokens: int = 4096
-    system_prompt: str = ""
-    tools: tuple[str, ...] = ()
+    system_prompt: SystemPrompt = ""
+    tools: Tools = ()
 
 
 class ReconfigureAgent(Command):
     agent_id: UUID
-    name: str | None = None
-    description: str | None = None
-    provider: str | None = None
-    model: str | None = None
+    name: Name | None = None
+    description: Description | None = None
+    provider: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=200)
     temperature: float | None = None
     max_tokens: int | None = None
-    system_prompt: str | None = None
-    tools: tuple[str, ...] | None = None
+    system_prompt: SystemPrompt | None = None
+    tools: Tools | None = None
 
 
 class RetireAgent(Command):
@@ -166,8 +162,9 @@ def _reconfigure(command: ReconfigureAgent, state: Agent, catalogue: Catalogue) 
 
 
 def validate_config(config: AgentConfig, catalogue: Catalogue) -> AgentConfig:
-    """Check every guard of DESIGN §4 and return the normalised configuration."""
-    name = normalise_name(config.name)
+    """Check the guards of DESIGN §4 against the catalogue. (The lengths, counts and characters
+    of what a command carries are checked by its types, ``limits``; a configuration read back
+    from old events is never held to them.)"""
     problems: dict[str, object] = {}
     if config.provider not in catalogue.providers:
         problems["provider"] = (
@@ -185,32 +182,11 @@ def validate_config(config: AgentConfig, catalogue: Catalogue) -> AgentConfig:
                 f"temperature must be between 0 and {upper:g} for {config.provider}"
             )
     if not 0 < config.max_tokens <= MAX_TOKENS_LIMIT:
-        problems["max_tokens"] = f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}"
-    if len(config.description) > DESCRIPTION_MAX:
-        problems["description"] = f"description is longer than {DESCRIPTION_MAX} characters"
-    if len(config.system_prompt) > SYSTEM_PROMPT_MAX:
-        problems["system_prompt"] = f"system_prompt is longer than {SYSTEM_PROMPT_MAX} characters"
-    if len(config.tools) > TOOLS_MAX or any(not t.strip() for t in config.tools):
-        problems["tools"] = f"tools must be at most {TOOLS_MAX} non-empty names"
+        problems["maxTokens"] = f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}"
     if problems:
         first = next(iter(problems.values()))
         raise ValidationFailed(str(first), details=problems)
-    return config.model_copy(update={"name": name, "tools": tuple(t.strip() for t in config.tools)})
-
-
-def normalise_name(name: str) -> str:
-    name = unicodedata.normalize("NFC", name.strip())
-    if not name:
-        raise ValidationFailed("name must not be empty", details={"name": "empty"})
-    if len(name) > NAME_MAX:
-        raise ValidationFailed(
-            f"name is longer than {NAME_MAX} characters", details={"name": "too long"}
-        )
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        raise ValidationFailed(
-            "name must not contain control characters", details={"name": "control characters"}
-        )
-    return name
+    return config
 
 
 # ---- evolution --------------------------------------------------------------------------------

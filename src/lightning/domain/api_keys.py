@@ -10,8 +10,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from .agents import normalise_name
 from .errors import Conflict, NotFound, ValidationFailed
+from .limits import Name, Reason, check_expiry
 from .messages import Command, DomainEvent
 
 Role = Literal["admin", "operator", "viewer"]
@@ -80,7 +80,7 @@ class ApiKeyRevoked(ApiKeyEvent):
 
 class IssueApiKey(Command):
     key_id: UUID
-    name: str
+    name: Name
     role: Role
     secret_hash: str = Field(min_length=64, max_length=64)
     issued_at: AwareDatetime
@@ -108,7 +108,7 @@ class ExpireApiKey(Command):
 
 class RevokeApiKey(Command):
     key_id: UUID
-    reason: str = Field(default="", max_length=500)
+    reason: Reason = ""
 
 
 ApiKeyCommand = IssueApiKey | RotateApiKey | RetirePreviousSecret | ExpireApiKey | RevokeApiKey
@@ -133,16 +133,24 @@ class ApiKey(BaseModel):
 
     def authenticates(self, secret_hash: str, now: datetime) -> bool:
         """Whether a secret with this hash is accepted at ``now`` (grace is a query-time check)."""
+        return self.accepted_until(secret_hash, now) is not False
+
+    def accepted_until(self, secret_hash: str, now: datetime) -> datetime | bool | None:
+        """False when a secret with this hash is not accepted at ``now``; otherwise until when
+        it will be (None: until something happens to the key)."""
         if self.status != "active" or (self.expires_at is not None and now >= self.expires_at):
             return False
         if hmac.compare_digest(self.secret_hash, secret_hash):
-            return True
-        return (
+            return self.expires_at
+        if (
             self.previous_secret_hash is not None
             and self.previous_valid_until is not None
             and now < self.previous_valid_until
             and hmac.compare_digest(self.previous_secret_hash, secret_hash)
-        )
+        ):
+            ends = [t for t in (self.expires_at, self.previous_valid_until) if t is not None]
+            return min(ends)
+        return False
 
 
 # ---- decisions --------------------------------------------------------------------------------
@@ -165,15 +173,15 @@ def decide(command: ApiKeyCommand, state: ApiKey | None) -> list[ApiKeyEvent]:
 def _issue(command: IssueApiKey, state: ApiKey | None) -> list[ApiKeyEvent]:
     if state is not None:
         raise Conflict(f"API key {command.key_id} already exists")
-    name = normalise_name(command.name)
-    if command.expires_at is not None and command.expires_at <= command.issued_at:
-        raise ValidationFailed("expires_at must be in the future", details={"expires_at": "past"})
+    expires_at = command.expires_at
+    if expires_at is not None:
+        expires_at = check_expiry(expires_at, command.issued_at)
     return [
         ApiKeyIssued(
-            name=name,
+            name=command.name,
             role=command.role,
             secret_hash=command.secret_hash,
-            expires_at=command.expires_at,
+            expires_at=expires_at,
             rotation_policy=command.rotation_policy,
         )
     ]

@@ -145,9 +145,15 @@ class ApiKeyService:
             return None
         key_id = UUID(hex=match.group(1))
         state = self._load(key_id).state
-        if state is None or not state.authenticates(hash_secret(token), now or utc_now()):
+        until = (
+            None if state is None else state.accepted_until(hash_secret(token), now or utc_now())
+        )
+        if state is None or until is False:
             return None
-        return Principal(actor=f"key:{key_id}", role=state.role, key_id=key_id)
+        valid_until = until if isinstance(until, datetime) else None
+        return Principal(
+            actor=f"key:{key_id}", role=state.role, key_id=key_id, valid_until=valid_until
+        )
 
     def _load(self, key_id: UUID) -> Loaded[api_keys.ApiKey | None]:
         return load(self.store, key_id, _fold(key_id), None)
