@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+
+from lightning.bootstrap import Lightning
+from lightning.config import Settings
 
 from .conftest import Server, base_env, run_cli
 from .test_graphql import GROK, REGISTER
@@ -81,3 +90,97 @@ def test_cli_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     assert both.returncode == 2
     missing = run_cli(env, tmp_path, "events", "show", "999")
     assert missing.returncode == 3
+
+
+ISSUE = (
+    'mutation { issueApiKey(input: {name: "ci", role: "operator"})'
+    " { secret position apiKey { id } } }"
+)
+ROTATE = (
+    "mutation($id: ID!) { rotateApiKey(id: $id, gracePeriodSeconds: 3600) { secret position } }"
+)
+
+
+def stored_hashes(server: Server, *positions: int) -> set[str]:
+    """The secret hashes the store holds at these positions (the full form, as only it keeps)."""
+    settings = Settings(
+        database_url=server.env["LIGHTNING_DATABASE_URL"], amqp_url=None, _env_file=None
+    )
+    with Lightning.open(settings) as app:
+        envelopes = [app.store.get(p) for p in positions]
+    return {
+        value
+        for e in envelopes
+        if e is not None
+        for key, value in e.data.items()
+        if key in {"secret_hash", "previous_secret_hash"}
+    }
+
+
+def tail(server: Server, *args: str, until: str) -> str:
+    """``events tail`` until its output shows ``until`` (or 30 s pass), then Ctrl-C."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning.cli", "events", "tail", *args],
+        env=server.env | {"COLUMNS": "200"},  # a table row on one line
+        cwd=server.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout = process.stdout
+    assert stdout is not None
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(iter(stdout.readline, "")))
+    reader.start()
+    deadline = time.monotonic() + 30
+    while until not in "".join(printed) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        process.kill()
+        reader.join(timeout=5)
+    assert process.returncode == 0, stderr
+    output = "".join(printed)
+    assert until in output, output
+    return output
+
+
+def test_events_never_show_secret_hashes(server: Server) -> None:
+    """DESIGN §3: the CLI prints the redacted envelope GraphQL shows; the store keeps the hashes."""
+    issued = server.data(ISSUE)["issueApiKey"]
+    rotated = server.data(ROTATE, {"id": issued["apiKey"]["id"]})["rotateApiKey"]
+    hashes = stored_hashes(server, issued["position"], rotated["position"])
+    assert hashes == {
+        hashlib.sha256(s.encode()).hexdigest() for s in (issued["secret"], rotated["secret"])
+    }
+
+    def assert_redacted(output: str) -> None:
+        assert "secret_hash" not in output
+        assert not [h for h in hashes if h in output]
+
+    listed = server.cli("events", "list", "--json", "--type", "api_key.*")
+    assert listed.returncode == 0, listed.stderr
+    assert_redacted(listed.stdout)
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [e["type"] for e in lines] == ["api_key.issued", "api_key.rotated"]
+    assert lines[0]["data"]["role"] == "operator"
+    assert "previous_valid_until" in lines[1]["data"]
+    table = server.cli("events", "list", "--type", "api_key.*")
+    assert table.returncode == 0, table.stderr
+    assert_redacted(table.stdout)
+
+    for position in (issued["position"], rotated["position"]):
+        shown = server.cli("events", "show", str(position))
+        assert shown.returncode == 0, shown.stderr
+        assert_redacted(shown.stdout)
+        assert json.loads(shown.stdout)["position"] == position
+
+    tailed = tail(server, "--after", "0", "--json", until='"api_key.rotated"')
+    assert_redacted(tailed)
+    assert {json.loads(line)["type"] for line in tailed.splitlines()} >= {
+        "api_key.issued",
+        "api_key.rotated",
+    }
+    assert_redacted(tail(server, "--after", "0", until="api_key.rotated"))

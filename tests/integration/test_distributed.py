@@ -142,6 +142,55 @@ def test_relay_publishes_persistent_confirmed_envelopes(cluster: Cluster, app: L
     assert str(headers["traceparent"]).startswith("00-")
 
 
+def test_relay_publishes_api_key_events_without_secret_hashes(
+    cluster: Cluster, app: Lightning
+) -> None:
+    """DESIGN §3: a message body is the redacted envelope; the store keeps the hashes, and a
+    consumer still takes the message (it reads the store's own copy)."""
+    import aio_pika
+
+    from lightning.bus.rabbitmq import to_delivery
+
+    issued = app.api_keys.issue(CTX, name="ci", role="operator")
+    rotated = app.api_keys.rotate(CTX, issued.key.id, grace_period_seconds=3600)
+    stored = [app.store.get(r.position) for r in (issued, rotated)]
+    hashes = {
+        v for e in stored if e is not None for k, v in e.data.items() if k.endswith("secret_hash")
+    }
+    assert len(hashes) == 2  # the rotation's new hash and the previous one
+
+    async def collect() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        connection = await aio_pika.connect(cluster.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.declare_exchange(
+                cluster.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(exchange, routing_key="api_key.*")
+            relay = cluster.start_worker("relay")  # publishes the log from its start
+            messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+            deadline = time.monotonic() + 30
+            while len(messages) < 2 and time.monotonic() < deadline:
+                message = await queue.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.1)
+                    continue
+                await message.ack()
+                messages.append(message)
+            relay.terminate()
+            return messages
+
+    messages = asyncio.run(collect())
+    assert [m.routing_key for m in messages] == ["api_key.issued", "api_key.rotated"]
+    for message, envelope in zip(messages, stored, strict=True):
+        assert envelope is not None
+        assert b"secret_hash" not in message.body
+        assert not [h for h in hashes if h.encode() in message.body or h in str(message.headers)]
+        assert json.loads(message.body) == envelope.public()
+        assert to_delivery(message).position == envelope.position
+
+
 @pytest.mark.parametrize("killed", ["projections", "all"])
 def test_worker_killed_mid_stream_and_restarted(
     cluster: Cluster, app: Lightning, killed: str

@@ -100,6 +100,46 @@ def test_wire_json_is_the_envelope_without_a_model_round_trip() -> None:
     assert fields["id"] == str(REGISTERED.id)
 
 
+def test_public_envelope_and_wire_json_leave_secret_hashes_out() -> None:
+    from lightning.store.envelope import wire_json
+
+    rotated = env(
+        "api_key.rotated",
+        2,
+        7,
+        secret_hash="a" * 64,
+        previous_secret_hash="b" * 64,
+        previous_valid_until="2026-11-23T11:00:00.000000Z",
+    )
+    public = {
+        **rotated.model_dump(mode="json"),
+        "data": {"previous_valid_until": rotated.data["previous_valid_until"]},
+    }
+    assert rotated.public() == public
+    assert json.loads(rotated.public_json()) == public
+    body, fields = wire_json(rotated.to_stored_event(), 7)
+    assert json.loads(body) == public and fields["id"] == str(rotated.id)
+    assert b"a" * 64 not in body and b"b" * 64 not in body
+    stored = json.loads(rotated.to_stored_event().state)
+    assert stored["data"]["secret_hash"] == "a" * 64  # the store keeps the full form
+
+
+def test_an_undecodable_events_error_does_not_quote_its_data() -> None:
+    from eventsourcing.persistence import Notification
+
+    from lightning.store.envelope import Undecodable, decode
+
+    body = json.loads(env("api_key.issued", 1, 3, secret_hash="a" * 64).to_json())
+    del body["actor"]  # an envelope this version cannot read
+    state = json.dumps({**body, "data": {"name": "ci", "secret_hash": "a" * 64}}).encode()
+    notification = Notification(
+        id=3, originator_id=AGENT, originator_version=1, topic="api_key.issued", state=state
+    )
+    undecodable = decode(notification)
+    assert isinstance(undecodable, Undecodable) and "actor" in undecodable.error
+    assert "aaaaaaaa" not in undecodable.error and "aaaaaaaa" not in undecodable.public_json()
+
+
 def test_reading_ignores_fields_a_newer_version_added() -> None:
     from lightning.domain.registry import event_from
 

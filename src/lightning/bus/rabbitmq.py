@@ -7,9 +7,11 @@
   explicit ``x-delivery-limit`` (RabbitMQ 3.10 has none by default; 4.x defaults to 20) and a
   dead-letter exchange, so a message that keeps failing ends in ``<queue>.dead`` instead of
   looping for ever or being dropped.
-* Message: body = the envelope JSON; persistent; ``message_id`` = event id; headers carry the
-  ``position``, the ``previous_position`` the relay published before it (for consumers outside
-  Lightning that want to detect a gap; Lightning's own read the store) and the W3C trace context.
+* Message: body = the envelope JSON in its public form (``data`` without secret hashes,
+  DESIGN §3; Lightning's own consumers take a message only as a wake-up and read the store's
+  full copy); persistent; ``message_id`` = event id; headers carry the ``position``, the
+  ``previous_position`` the relay published before it (for consumers outside Lightning that
+  want to detect a gap; Lightning's own read the store) and the W3C trace context.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class Topology:
 
 
 def to_message(notification: Notification, previous: int) -> aio_pika.Message:
-    """The message for one stored event (body: its envelope; see the module docstring). An
+    """The message for one stored event (body: its public envelope; see the module docstring). An
     event this version cannot read goes out as its ``Undecodable`` stand-in (marked in the
     header ``undecodable``): the relay never stops at one event, and consumers park it."""
     headers: dict[str, Any] = {"position": notification.id, "previous_position": previous}
@@ -128,7 +130,7 @@ def to_message(notification: Notification, previous: int) -> aio_pika.Message:
         message_id, correlation_id = str(fields["id"]), str(fields["correlation_id"])
     except (ValueError, KeyError, TypeError) as exc:
         stand_in = Undecodable.of(notification, f"{type(exc).__name__}: {exc}")
-        body = stand_in.to_json().encode()
+        body = stand_in.public_json().encode()
         message_id, correlation_id = str(stand_in.id), str(stand_in.correlation_id)
         headers["undecodable"] = stand_in.error[:500]
     propagate.inject(headers)

@@ -16,7 +16,7 @@ from ..store.backends import Backend, open_backend
 from ..store.envelope import format_time
 from ..store.migrations import Migrator
 from . import events
-from .common import err, fail, lightning, out, parse_id, parse_time
+from .common import POSITION_MAX, err, fail, lightning, out, parse_id, parse_time
 from .consumers import consumers_app, projections_app
 
 app = typer.Typer(
@@ -102,7 +102,8 @@ def worker(
 def replay(
     aggregate_id: str,
     to_version: Annotated[
-        int | None, typer.Option("--to-version", help="stop after this version")
+        int | None,
+        typer.Option("--to-version", min=1, max=POSITION_MAX, help="stop after this version"),
     ] = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="state at this ISO-8601 time")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 import typer
@@ -16,6 +16,7 @@ from rich.markup import escape
 from ..bootstrap import Lightning
 from ..config import Settings
 from ..domain.errors import LightningError, ValidationFailed
+from ..domain.limits import check_time
 from ..services import Principal
 from ..store.outages import is_transient
 
@@ -68,9 +69,13 @@ def parse_id(value: str) -> UUID:
         raise ValidationFailed(f"{value!r} is not a valid id") from None
 
 
+POSITION_MAX = 2**63 - 1  # the store's positions and versions are 64-bit
+
+
 def parse_time(value: str) -> datetime:
+    """An ISO-8601 time (without a zone: UTC) between 1970 and 2999 in UTC."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationFailed(f"{value!r} is not an ISO-8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise ValidationFailed(f"{value[:60]!r} is not an ISO-8601 time") from None
+    return check_time(parsed, "time")

@@ -1,4 +1,5 @@
-"""``lightning events list|show|tail``: read the event log."""
+"""``lightning events list|show|tail``: read the event log, as clients see it (DESIGN §3:
+the public envelope, without secret hashes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.table import Table
 from ..domain.errors import NotFound
 from ..domain.event_types import TypeFilter, matches
 from ..store.envelope import Envelope, Undecodable, format_time
-from .common import lightning, out, parse_id, parse_time
+from .common import POSITION_MAX, lightning, out, parse_id, parse_time
 
 app = typer.Typer(help="Read the event log.", no_args_is_help=True)
 
@@ -23,7 +24,7 @@ TYPE_HELP = "exact type, <aggregate>.* or * (every public type); repeatable"
 def print_events(envelopes: list[Envelope], as_json: bool) -> None:
     if as_json:
         for e in envelopes:
-            sys.stdout.write(e.to_json() + "\n")
+            sys.stdout.write(e.public_json() + "\n")
         sys.stdout.flush()
         return
     table = Table("position", "occurred_at", "type", "aggregate_id", "v", "actor")
@@ -53,7 +54,7 @@ def events_list(
         after, from_time = 0, None
         if since is not None:
             if since.isdigit():
-                after = int(since)
+                after = min(int(since), POSITION_MAX)
             else:
                 from_time = parse_time(since)
         source = lt.store.load(parse_id(aggregate)) if aggregate else lt.store.iterate(after)
@@ -71,13 +72,13 @@ def events_list(
 
 
 @app.command("show")
-def events_show(position: int) -> None:
+def events_show(position: Annotated[int, typer.Argument(min=1, max=POSITION_MAX)]) -> None:
     """Print one event (its envelope as JSON)."""
     with lightning() as lt:
         envelope = lt.store.get(position)
         if envelope is None:
             raise NotFound(f"no event at position {position}")
-        sys.stdout.write(json.dumps(envelope.model_dump(mode="json"), indent=2) + "\n")
+        sys.stdout.write(json.dumps(envelope.public(), indent=2) + "\n")
 
 
 @app.command("tail")
@@ -85,9 +86,10 @@ def events_tail(
     json_: Annotated[bool, typer.Option("--json")] = False,
     type_: Annotated[list[str] | None, typer.Option("--type", help=TYPE_HELP)] = None,
     after: Annotated[
-        int | None, typer.Option(help="start after this position (default: now)")
+        int | None,
+        typer.Option(min=0, max=POSITION_MAX, help="start after this position (default: now)"),
     ] = None,
-    interval: Annotated[float, typer.Option(help="poll interval, seconds")] = 0.5,
+    interval: Annotated[float, typer.Option(min=0.05, max=60, help="poll interval, seconds")] = 0.5,
 ) -> None:
     """Follow the event log until interrupted."""
     with lightning() as lt:

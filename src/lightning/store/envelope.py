@@ -4,6 +4,7 @@ CLI JSON line and export line. Domain events are mapped to and from it here and 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -18,6 +19,13 @@ SCHEMA_VERSION = 1
 REDACTED_FIELDS = frozenset({"secret_hash", "previous_secret_hash"})
 
 
+def redacted(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's ``data`` as it may leave the store (DESIGN §3): secret hashes left out (they
+    are not secrets, but no client has a use for them and they would let one confirm a guessed
+    token offline). The store keeps them: authentication, and later backups, need them."""
+    return {k: v for k, v in data.items() if k not in REDACTED_FIELDS}
+
+
 def format_time(value: datetime) -> str:
     """ISO-8601 in UTC with a Z. A time that has no UTC form (9999-12-31T23:00-12:00 is in the
     year 10000 there; older versions accepted such expiries) keeps its own offset instead of
@@ -30,8 +38,10 @@ def format_time(value: datetime) -> str:
 
 class Envelope(BaseModel):
     # Read tolerantly: an envelope field added by a newer version is ignored, never a crash
-    # (what this version writes is built here, field by field).
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # (what this version writes is built here, field by field). A validation error does not
+    # quote its input: its text leaves as an undecodable event's error, and the input may be a
+    # whole envelope, secret hashes included.
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
     id: UUID
     type: str
@@ -51,12 +61,22 @@ class Envelope(BaseModel):
         return format_time(value)
 
     def to_json(self) -> str:
+        """The full form, secret hashes included: for the store's side only (tests, backups).
+        What a client sees is ``public()``."""
         return self.model_dump_json()
 
     def public_data(self) -> dict[str, Any]:
-        """``data`` as shown to API users: secret hashes left out (they are not secrets, but a
-        viewer has no use for them and they would let one confirm a guessed token offline)."""
-        return {k: v for k, v in self.data.items() if k not in REDACTED_FIELDS}
+        """``data`` as shown to clients (see ``redacted``)."""
+        return redacted(self.data)
+
+    def public(self) -> dict[str, Any]:
+        """The envelope as it leaves the store for a client — CLI output, RabbitMQ bodies,
+        webhooks, exports (DESIGN §3) — as a JSON-able dict, ``data`` redacted."""
+        return {**self.model_dump(mode="json"), "data": self.public_data()}
+
+    def public_json(self) -> str:
+        """``public()`` as one line of JSON."""
+        return json.dumps(self.public(), separators=(",", ":"))
 
     def domain_event(self) -> DomainEvent | None:
         """The domain event, or None when this code does not know the type (ignored on replay)."""
@@ -134,10 +154,16 @@ def decode(notification: Notification) -> Envelope:
 
 
 def wire_json(stored: StoredEvent, position: int) -> tuple[bytes, dict[str, Any]]:
-    """The envelope's JSON for a stored event, and its fields, without a round trip through the
-    model: the stored state *is* the envelope minus its position (see ``to_stored_event``), so
-    the position is spliced in. For the relay, which handles every event once more."""
+    """The public envelope's JSON for a stored event (``Envelope.public_json``), and its
+    fields, without a round trip through the model: the stored state *is* the envelope minus
+    its position (see ``to_stored_event``), so the position is spliced in — unless its data
+    holds a secret hash, when the redacted fields are written out again. For the relay, which
+    handles every event once more."""
     fields = json.loads(stored.state)
+    data = fields.get("data") if isinstance(fields, dict) else None
+    if isinstance(data, dict) and not REDACTED_FIELDS.isdisjoint(data):
+        public = {**fields, "data": redacted(data), "position": position}
+        return json.dumps(public, separators=(",", ":")).encode(), public
     body = stored.state.rstrip()
     if not body.endswith(b"}"):
         raise ValueError("a stored event's state is not a JSON object")
