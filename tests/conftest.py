@@ -60,6 +60,16 @@ def _url_for(database: str) -> str:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test."""
+    yield from fresh_database(postgres_server)
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test module."""
+    yield from fresh_database(postgres_server)
+
+
+def fresh_database(postgres_server: str) -> Iterator[str]:
     name = f"lightning_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

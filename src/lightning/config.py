@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     consumer_retry_delay: float = Field(
         default=0.1, gt=0, le=60, description="seconds before the first retry (doubled each time)"
     )
+    graphql_max_depth: int = Field(default=12, ge=1, le=100, description="nested fields")
+    graphql_max_tokens: int = Field(default=5_000, ge=100, le=1_000_000)
+    graphql_max_aliases: int = Field(default=30, ge=0, le=10_000)
+    graphql_max_cost: int = Field(
+        default=10_000, ge=1, description="each field 1; first: n multiplies what it pages by n"
+    )
+    graphql_max_mutations: int = Field(default=10, ge=1, le=1_000, description="per request")
+    subscription_queue: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="events one live subscription may fall behind before its socket is closed",
+    )
 
     @property
     def is_postgres(self) -> bool:

@@ -121,13 +121,14 @@ def base_env(database_url: str) -> dict[str, str]:
     return env | {"LIGHTNING_DATABASE_URL": database_url, "LIGHTNING_ADMIN_SECRET": ADMIN}
 
 
-@pytest.fixture(params=["embedded", "distributed"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """The same journeys on the embedded default and on PostgreSQL + RabbitMQ + a worker."""
-    if request.param == "embedded":
-        yield from start_server(tmp_path, base_env(f"sqlite:///{tmp_path}/lightning.db"))
+def run_server(
+    request: pytest.FixtureRequest, mode: str, workdir: Path, database: str = "postgres_url"
+) -> Iterator[Server]:
+    """A server on the embedded default, or on PostgreSQL + RabbitMQ with a worker."""
+    if mode == "embedded":
+        yield from start_server(workdir, base_env(f"sqlite:///{workdir}/lightning.db"))
         return
-    postgres_url: str = request.getfixturevalue("postgres_url")
+    postgres_url: str = request.getfixturevalue(database)
     amqp_url: str = request.getfixturevalue("amqp_url")
     run = uuid.uuid4().hex[:10]
     env = base_env(postgres_url) | {
@@ -135,16 +136,16 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         "LIGHTNING_EXCHANGE": f"lightning.events.e2e-{run}",
         "LIGHTNING_QUEUE_PREFIX": f"lightning-e2e-{run}",
     }
-    log = (tmp_path / "worker.log").open("wb")
+    log = (workdir / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "lightning.cli", "worker", "all"],
         env=env,
-        cwd=tmp_path,
+        cwd=workdir,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        yield from start_server(tmp_path, env)
+        yield from start_server(workdir, env)
     finally:
         worker.terminate()
         worker.wait(timeout=15)
@@ -152,6 +153,21 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         asyncio.run(
             delete_topology(amqp_url, env["LIGHTNING_EXCHANGE"], env["LIGHTNING_QUEUE_PREFIX"])
         )
+
+
+@pytest.fixture(params=["embedded", "distributed"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """The same journeys on the embedded default and on PostgreSQL + RabbitMQ + a worker."""
+    yield from run_server(request, request.param, tmp_path)
+
+
+@pytest.fixture(scope="module", params=["embedded", "distributed"])
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server of each mode for a whole module, for tests that only read or refuse."""
+    workdir = tmp_path_factory.mktemp(request.param)
+    yield from run_server(request, request.param, workdir, "module_postgres_url")
 
 
 async def delete_topology(amqp_url: str, exchange: str, prefix: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -20,6 +19,7 @@ from ..services.common import Permission
 
 T = TypeVar("T")
 MAX_PAGE = 500
+RESPONSE_MAX_BYTES = 16 * 1024 * 1024
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -46,14 +46,8 @@ def uuid_arg(value: str, name: str = "id") -> UUID:
     try:
         return UUID(str(value))
     except ValueError:
-        raise ValidationFailed(f"{name} is not a valid id", details={name: value}) from None
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """Times without a zone are taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+        shown = str(value)[:40].encode("unicode_escape").decode()
+        raise ValidationFailed(f"{name} is not a valid id", details={name: shown}) from None
 
 
 async def consistent(
@@ -108,3 +102,20 @@ class CanOperate(_Requires):
 
 class CanAdminister(_Requires):
     needed = "administer"
+
+
+def charge(info: Info, size: int) -> None:
+    """Count ``size`` bytes of event data towards this operation's response, which may hold at
+    most 16 MiB (DESIGN §6): refused as soon as it would be more, before it is built. (A
+    websocket's context is shared by its operations, so the count is per operation.)"""
+    spent: dict[int, int] = info.context.setdefault("response_bytes", {})
+    key = id(info.operation)
+    if key not in spent and len(spent) >= 64:
+        spent.pop(next(iter(spent)))
+    spent[key] = spent.get(key, 0) + size
+    if spent[key] > RESPONSE_MAX_BYTES:
+        raise ValidationFailed(
+            "the response would be larger than 16 MiB; ask for less (a smaller first, fewer"
+            " fields or aliases)",
+            details={"limit": RESPONSE_MAX_BYTES},
+        )

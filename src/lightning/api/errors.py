@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from graphql.error import GraphQLError
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from ..store.outages import is_transient
 log = logging.getLogger(__name__)
 
 
-def _code_and_message(error: GraphQLError) -> tuple[str, str, dict[str, object]]:
+def _code_and_message(error: GraphQLError, request_id: str) -> tuple[str, str, dict[str, object]]:
     original = error.original_error
     existing = dict(error.extensions or {})
     if "code" in existing:
@@ -22,16 +23,21 @@ def _code_and_message(error: GraphQLError) -> tuple[str, str, dict[str, object]]
     if isinstance(original, LightningError):
         return original.code, original.message, dict(original.details)
     if isinstance(original, ValidationError):
-        return "BAD_USER_INPUT", str(original), {}
+        problems = [e["msg"] for e in original.errors(include_input=False)]
+        return "BAD_USER_INPUT", "; ".join(problems), {}
     if original is not None and is_transient(original):
         log.warning("database unavailable: %s", original)
         return "UNAVAILABLE", "the database is unavailable; try again shortly", {}
-    if original is None or not error.path:
-        # Parse, validation and variable-coercion errors: raised before any resolver ran, so
-        # about the request itself — the client sent bad input.
+    if isinstance(original, RecursionError):
+        return "BAD_USER_INPUT", "the document nests too deeply", {}
+    if original is None or (
+        not error.path and isinstance(original, ValueError | TypeError | GraphQLError)
+    ):
+        # Parse, validation and variable-coercion errors (a scalar refusing a value): raised
+        # before any resolver ran, about the request itself — the client sent bad input.
         return "BAD_USER_INPUT", error.message, {}
-    log.error("unexpected error in resolver", exc_info=original)
-    return "INTERNAL", "Unexpected error.", {}
+    log.error("unexpected error, request id %s", request_id, exc_info=original)
+    return "INTERNAL", f"Unexpected error (request id {request_id}).", {}
 
 
 class ErrorCodes(MaskErrors):
@@ -41,10 +47,15 @@ class ErrorCodes(MaskErrors):
         super().__init__(should_mask_error=lambda _: True)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        code, message, details = _code_and_message(error)
+        context = self.execution_context.context
+        request_id = context.get("request_id") if isinstance(context, dict) else None
+        request_id = request_id or uuid.uuid4().hex
+        code, message, details = _code_and_message(error, request_id)
         extensions: dict[str, object] = {"code": code}
         if details:
             extensions["details"] = details
+        if code == "INTERNAL":
+            extensions["requestId"] = request_id
         return GraphQLError(
             message=message,
             nodes=error.nodes,

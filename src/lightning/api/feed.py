@@ -1,9 +1,12 @@
 """Live event feed for GraphQL subscriptions.
 
 One task per server follows the event store (woken by the in-process bus after each commit, or
-by polling in distributed mode) and fans envelopes out to per-subscription queues. A subscription
-may start from an earlier position: it replays from the store first, then continues live without
-a gap or a duplicate (it skips positions it has already yielded).
+by polling in distributed mode) and hands each envelope to the subscriptions that want it: the
+filter runs here, so an event wakes only its subscribers. Each has a bounded queue; one that
+falls ``queue_limit`` events behind (a client that stopped reading) is dropped and told so
+(``on_overflow``), and its queue goes with it. A subscription may start from an earlier
+position: it replays from the store first, then continues live without a gap or a duplicate
+(it skips positions it has already yielded).
 """
 
 from __future__ import annotations
@@ -17,28 +20,54 @@ from typing import Any
 
 import anyio.to_thread
 
+from ..domain.errors import LightningError
 from ..domain.event_types import TypeFilter, matches
 from ..store.envelope import Envelope, Undecodable
 from ..store.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
-QUEUE_LIMIT = 10_000
+QUEUE_LIMIT = 1_000
 
 
-class SubscriberTooSlow(Exception):
-    pass
+class SubscriberTooSlow(LightningError):
+    """The subscriber fell ``queue_limit`` events behind (its socket is being closed)."""
+
+    code = "RATE_LIMITED"
+
+
+class _Subscriber:
+    __slots__ = ("accept", "on_overflow", "queue")
+
+    def __init__(
+        self, accept: Callable[[Envelope], bool], on_overflow: Callable[[], None], limit: int
+    ) -> None:
+        self.accept = accept
+        self.on_overflow = on_overflow
+        self.queue: asyncio.Queue[Envelope | None] = asyncio.Queue(limit)
 
 
 class EventFeed:
-    def __init__(self, store: EventStore, *, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self, store: EventStore, *, poll_interval: float = 0.25, queue_limit: int = QUEUE_LIMIT
+    ) -> None:
         self._store = store
         self._poll = poll_interval
-        self._queues: set[asyncio.Queue[Envelope | None]] = set()
+        self._queue_limit = queue_limit
+        self._subscribers: set[_Subscriber] = set()
+        self._observers: list[Callable[[Envelope], None]] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._head = 0
+
+    @property
+    def head(self) -> int:
+        return self._head
+
+    def observe(self, observer: Callable[[Envelope], None]) -> None:
+        """Call ``observer`` with every event the feed passes on (on the loop, in order)."""
+        self._observers.append(observer)
 
     def wake_threadsafe(self, *_: Any) -> None:
         loop, wake = self._loop, self._wake
@@ -57,8 +86,8 @@ class EventFeed:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for q in list(self._queues):
-            q.put_nowait(None)
+        for subscriber in list(self._subscribers):
+            self._drop(subscriber)
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -82,47 +111,68 @@ class EventFeed:
                 if isinstance(envelope, Undecodable):
                     log.error("live feed: skipping %s", envelope.error)
                     continue
-                for q in list(self._queues):
+                for observer in self._observers:
+                    observer(envelope)
+                for subscriber in list(self._subscribers):
+                    if not subscriber.accept(envelope):
+                        continue
                     try:
-                        q.put_nowait(envelope)
+                        subscriber.queue.put_nowait(envelope)
                     except asyncio.QueueFull:
-                        self._queues.discard(q)
-                        q.get_nowait()
-                        q.put_nowait(None)  # tell that subscriber it fell behind
+                        self._drop(subscriber)
+                        subscriber.on_overflow()
             self._head = batch[-1].position
 
+    def _drop(self, subscriber: _Subscriber) -> None:
+        """Forget a subscriber and free its queue; its stream ends when it next reads."""
+        self._subscribers.discard(subscriber)
+        queue = subscriber.queue
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
+
     async def subscribe(
-        self, accept: Callable[[Envelope], bool], after: int | None = None
+        self,
+        accept: Callable[[Envelope], bool],
+        after: int | None = None,
+        on_overflow: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[Envelope]:
-        q: asyncio.Queue[Envelope | None] = asyncio.Queue(QUEUE_LIMIT)
-        self._queues.add(q)
+        """Events ``accept`` wants: from ``after`` (replayed from the store), then live. The
+        subscriber joins the live fan-out only once the replay has caught up, so a long replay
+        never fills its queue; what passed the feed meanwhile is read from the store."""
+        subscriber = _Subscriber(accept, on_overflow, self._queue_limit)
+        last = self._head if after is None else after
         try:
-            last = self._head if after is None else after
-            if after is not None:
-                while last < self._head:
-                    read = functools.partial(
-                        self._store.read, last, 500, upto=self._head, tolerant=True
-                    )
-                    batch = await anyio.to_thread.run_sync(read)
-                    if not batch:
-                        break
-                    for envelope in batch:
-                        if accept(envelope) and not isinstance(envelope, Undecodable):
-                            yield envelope
-                    last = batch[-1].position
+            for joined in (False, True):
+                if joined:  # atomic with the head the replay reads up to: no await between
+                    self._subscribers.add(subscriber)
+                async for position, envelope in self._replay(last):
+                    last = position
+                    if envelope is not None and accept(envelope):
+                        yield envelope
             while True:
-                item = await q.get()
+                item = await subscriber.queue.get()
                 if item is None:
                     raise SubscriberTooSlow(
                         "subscription fell too far behind; resubscribe with after"
                     )
-                if item.position <= last:
-                    continue
-                last = item.position
-                if accept(item):
+                if item.position > last:
+                    last = item.position
                     yield item
         finally:
-            self._queues.discard(q)
+            self._subscribers.discard(subscriber)
+
+    async def _replay(self, after: int) -> AsyncIterator[tuple[int, Envelope | None]]:
+        """(position, envelope) for what the store holds after ``after`` up to the feed's head
+        (which may move on meanwhile); None for an event this version cannot read."""
+        while after < self._head:
+            read = functools.partial(self._store.read, after, 500, upto=self._head, tolerant=True)
+            batch = await anyio.to_thread.run_sync(read)
+            if not batch:
+                return
+            for envelope in batch:
+                after = envelope.position
+                yield after, None if isinstance(envelope, Undecodable) else envelope
 
 
 def matcher(types: TypeFilter | None, aggregate_id: str | None) -> Callable[[Envelope], bool]:

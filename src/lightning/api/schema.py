@@ -3,29 +3,33 @@ thread: eventsourcing is synchronous), map the result to GraphQL types."""
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import strawberry
 from graphql.error import GraphQLError
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from ..domain.errors import NotFound, Unauthenticated, ValidationFailed
+from ..domain.errors import NotFound, ValidationFailed
 from ..domain.event_types import TypeFilter
+from ..domain.limits import check_time
 from ..domain.registry import EVENT_CLASSES
 from ..store.envelope import Envelope, format_time
 from .context import (
+    MAX_PAGE,
     CanAdminister,
     CanOperate,
     CanRead,
     app_of,
-    aware,
+    charge,
     consistent,
     ctx_of,
     run,
@@ -33,7 +37,9 @@ from .context import (
 )
 from .errors import ErrorCodes
 from .feed import EventFeed, matcher
+from .limits import Limits, ResourceLimits
 from .operations import OperationsQuery
+from .sockets import Socket
 from .types import (
     Agent,
     AggregateState,
@@ -53,7 +59,6 @@ from .types import (
 )
 
 log = logging.getLogger(__name__)
-REAUTHENTICATE_AFTER = 5.0  # seconds between re-checks of a subscription's credential
 
 
 @strawberry.type
@@ -93,9 +98,7 @@ class Query:
         agent_id = uuid_arg(id)
         app = app_of(info)
         if as_of is not None or version is not None:
-            state, envelope = await run(
-                app.agents.state_at, agent_id, version=version, as_of=aware(as_of)
-            )
+            state, envelope = await run(app.agents.state_at, agent_id, version=version, as_of=as_of)
             return Agent.from_state(state, envelope.version)
         await consistent(info, consistent_with, "agents", key=str(agent_id))
         row = await run(app.read_models.agent, str(agent_id))
@@ -120,15 +123,32 @@ class Query:
         del consistent_with  # read from the event store, which is always consistent with itself
         return ApiKey.from_state(await run(app_of(info).api_keys.get, uuid_arg(id)))
 
-    @strawberry.field(permission_classes=[CanRead], description="Every event of one aggregate.")
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="The events of one aggregate, oldest first: `first` (1-500) of them after"
+        " version `afterVersion`.",
+    )
     async def history(
-        self, info: Info, aggregate_id: strawberry.ID, consistent_with: int | None = None
+        self,
+        info: Info,
+        aggregate_id: strawberry.ID,
+        first: int = MAX_PAGE,
+        after_version: int = 0,
+        consistent_with: int | None = None,
     ) -> list[EventRecord]:
         del consistent_with  # the event store is always consistent with itself
-        envelopes = await run(app_of(info).store.load, uuid_arg(aggregate_id, "aggregateId"))
-        if not envelopes:
-            raise NotFound(f"no events for aggregate {aggregate_id}")
-        return [EventRecord.from_envelope(e) for e in envelopes]
+        if after_version < 0:
+            raise ValidationFailed("afterVersion must not be negative")
+        agg = uuid_arg(aggregate_id, "aggregateId")
+        envelopes = await run(
+            app_of(info).store.load,
+            agg,
+            to_version=after_version + first,
+            after_version=after_version,
+        )
+        if not envelopes and after_version == 0:
+            raise NotFound(f"no events for aggregate {agg}")
+        return records(info, envelopes)
 
     @strawberry.field(permission_classes=[CanRead])
     async def state_at(
@@ -143,7 +163,7 @@ class Query:
         from ..replay import replay
 
         result = await run(
-            replay, app_of(info), uuid_arg(aggregate_id, "aggregateId"), version, aware(as_of)
+            replay, app_of(info), uuid_arg(aggregate_id, "aggregateId"), version, as_of
         )
         return AggregateState(
             aggregate_id=strawberry.ID(str(result.aggregate_id)),
@@ -167,8 +187,6 @@ class Query:
         consistent_with: int | None = None,
     ) -> list[EventRecord]:
         del consistent_with
-        if not 0 < first <= 1000:
-            raise ValidationFailed("first must be between 1 and 1000")
         store = app_of(info).store
         patterns = TypeFilter.parse(types)
         if aggregate_id is not None:
@@ -180,7 +198,7 @@ class Query:
             if patterns is not None and not wanted:
                 return []
             found = await run(store.read, after, first, types=wanted)
-        return [EventRecord.from_envelope(e) for e in found[:first]]
+        return records(info, found[:first])
 
     @strawberry.field(permission_classes=[CanRead], description="Every action, newest first.")
     async def audit_log(
@@ -195,8 +213,6 @@ class Query:
         until: datetime | None = None,
         consistent_with: int | None = None,
     ) -> Connection[EventRecord]:
-        from ..store.envelope import format_time
-
         await consistent(info, consistent_with, "audit_log")
         page = await run(
             app_of(info).read_models.audit_log,
@@ -207,9 +223,10 @@ class Query:
             if aggregate_id is None
             else str(uuid_arg(aggregate_id, "aggregateId")),
             types=TypeFilter.parse(types),
-            since=None if since is None else format_time(aware(since) or since),
-            until=None if until is None else format_time(aware(until) or until),
+            since=None if since is None else format_time(since),
+            until=None if until is None else format_time(until),
         )
+        charge(info, sum(len(row["data"]) for _, row in page.items))
         return connection(page, EventRecord.from_row)
 
 
@@ -245,7 +262,7 @@ class Mutation:
             ctx_of(info),
             name=input.name,
             role=input.role,
-            expires_at=aware(input.expires_at),
+            expires_at=input.expires_at,
             rotation_policy=input.rotation_policy,
         )
         assert result.secret is not None
@@ -295,17 +312,38 @@ class Subscription:
         after: int | None = None,
     ) -> AsyncGenerator[EventRecord, None]:
         feed: EventFeed = info.context["feed"]
+        if after is not None and not 0 <= after <= feed.head:
+            head = await run(app_of(info).store.max_position)  # the feed may not be there yet
+            if not 0 <= after <= head:
+                raise ValidationFailed(
+                    f"after must lie between 0 and the newest position {head}",
+                    details={"after": after, "head": head},
+                )
         agg = None if aggregate_id is None else str(uuid_arg(aggregate_id, "aggregateId"))
         accept = matcher(TypeFilter.parse(types), agg)
-        token: str | None = info.context.get("token")
-        checked = time.monotonic()
-        async for envelope in feed.subscribe(accept, after):
-            if token is not None and time.monotonic() - checked > REAUTHENTICATE_AFTER:
-                # A key revoked, expired or past its rotation grace stops receiving events.
-                if await run(app_of(info).api_keys.authenticate, token) is None:
-                    raise Unauthenticated("the credential is no longer valid")
-                checked = time.monotonic()
+        socket: Socket | None = info.context.get("socket")
+        overflow = socket.too_slow if socket is not None else (lambda: None)
+        async for envelope in feed.subscribe(accept, after, overflow):
             yield EventRecord.from_envelope(envelope)
+
+
+def records(info: Info, envelopes: list[Envelope]) -> list[EventRecord]:
+    """Envelopes as GraphQL records, their data counted towards the response's 16 MiB."""
+    found = [EventRecord.from_envelope(e) for e in envelopes]
+    charge(info, sum(len(json.dumps(r.data, separators=(",", ":"))) for r in found))
+    return found
+
+
+class Executor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core 3.3.2 shares one memo of collected subfields, keyed by the id() of a list
+    it builds afresh for every event, between a subscription and all its per-event copies: a
+    long subscription grows by one entry per event, for ever. Each event gets its own memo,
+    which goes with it."""
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        return executor
 
 
 class _Schema(strawberry.Schema):
@@ -316,11 +354,18 @@ class _Schema(strawberry.Schema):
             log.debug("GraphQL error: %s", error.message)
 
 
-def _parse_time(value: str) -> datetime:
+def _parse_time(value: object) -> datetime:
+    """An ISO-8601 time between 1970 and 2999 once in UTC (without a zone: UTC), as UTC."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("a DateTime is an ISO-8601 string such as 2026-11-23T10:00:00Z")
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (TypeError, ValueError, AttributeError):
-        raise ValueError(f"{value!r} is not an ISO-8601 date-time") from None
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("not an ISO-8601 date-time such as 2026-11-23T10:00:00Z") from None
+    try:
+        return check_time(parsed, "time")
+    except ValidationFailed:
+        raise ValueError("times must lie between 1970 and 2999 (UTC)") from None
 
 
 # Times leave in UTC with a Z, exactly as in the event envelope (DESIGN §3).
@@ -332,11 +377,18 @@ UTCDateTime = strawberry.scalar(
 )
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(limits: Limits | None = None) -> strawberry.Schema:
+    limits = limits or Limits()
     return _Schema(
         query=merge_types("Query", (Query, OperationsQuery)),
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[ErrorCodes],
+        # Factories, not instances: an extension holds its request's execution context.
+        extensions=[
+            lambda: MaxTokensLimiter(limits.tokens),
+            lambda: ResourceLimits(limits=limits),
+            ErrorCodes,
+        ],
         config=StrawberryConfig(scalar_map={datetime: UTCDateTime}),
+        execution_context_class=Executor,
     )

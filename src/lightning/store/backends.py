@@ -70,9 +70,10 @@ class Backend(ABC):
 
     @abstractmethod
     def read_stream(
-        self, aggregate_id: UUID, *, to_version: int | None = None
+        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
     ) -> list[Notification]:
-        """Every event of one aggregate in version order, with its global position as ``id``."""
+        """The events of one aggregate with ``after_version < version <= to_version``, in
+        version order, each with its global position as ``id``."""
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -174,10 +175,13 @@ class SQLiteBackend(Backend):
         self.recorder = SQLiteApplicationRecorder(self.datastore, EVENTS_TABLE)
 
     def read_stream(
-        self, aggregate_id: UUID, *, to_version: int | None = None
+        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
     ) -> list[Notification]:
         sql = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE originator_id=?"  # noqa: S608
         params: list[object] = [aggregate_id.hex]
+        if after_version:
+            sql += " AND originator_version>?"
+            params.append(after_version)
         if to_version is not None:
             sql += " AND originator_version<=?"
             params.append(to_version)
@@ -319,7 +323,7 @@ class PostgresBackend(Backend):
         self.datastore.register_type_adapters()
 
     def read_stream(
-        self, aggregate_id: UUID, *, to_version: int | None = None
+        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
     ) -> list[Notification]:
         from psycopg.sql import SQL, Identifier
 
@@ -327,6 +331,9 @@ class PostgresBackend(Backend):
             Identifier(self.location.schema), Identifier(EVENTS_TABLE)
         )
         params: list[object] = [aggregate_id]
+        if after_version:
+            sql += SQL(" AND originator_version>%s")
+            params.append(after_version)
         if to_version is not None:
             sql += SQL(" AND originator_version<=%s")
             params.append(to_version)

@@ -32,10 +32,14 @@ class EventStore:
             e.model_copy(update={"position": p}) for e, p in zip(envelopes, positions, strict=True)
         ]
 
-    def load(self, aggregate_id: UUID, *, to_version: int | None = None) -> list[Envelope]:
+    def load(
+        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
+    ) -> list[Envelope]:
         return [
             Envelope.from_notification(n)
-            for n in self.backend.read_stream(aggregate_id, to_version=to_version)
+            for n in self.backend.read_stream(
+                aggregate_id, to_version=to_version, after_version=after_version
+            )
         ]
 
     def read(

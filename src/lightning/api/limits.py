@@ -1,0 +1,399 @@
+"""What one GraphQL request may cost (DESIGN §6), decided before any resolver runs.
+
+The document is parsed with at most ``tokens`` tokens (strawberry's ``MaxTokensLimiter``), then
+measured in one walk of the selected operation — fragments expanded once each and memoised, so a
+document of spreads cannot make the walk itself expensive — against the request's own variables:
+
+- depth: nested fields (``ofType`` excepted: it only unwraps a list or non-null type, 1:1);
+- aliases: every alias, counted as often as its fragment is spread;
+- cost: each field 1, and a field with ``first: n`` multiplies what it pages by n; ``first``
+  must lie in 1..``page``;
+- mutations: top-level fields of a mutation;
+- introspection (``__schema``, ``__type``) is costed with the schema's own list sizes against a
+  budget of twice the full standard introspection query, so GraphiQL and code generators work
+  and a recursive introspection query does not.
+
+A refused document gets one ``BAD_USER_INPUT`` error and the standard validation never runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    get_introspection_query,
+    get_named_type,
+    get_operation_ast,
+    parse,
+)
+from graphql.pyutils import Undefined
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from ..config import Settings
+from .context import run
+
+INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+OFF_LOOP_CHARS = 8_000  # parse and validate a document this long in a worker thread
+_PLACEHOLDER = parse("{ __typename }")
+# GraphQL's lexical tokens (comments, commas and white space are not tokens), counted in C
+# before graphql-core's own lexer (~20 µs a token) ever sees an overlong document.
+_TOKENS = re.compile(
+    r'#[^\n\r]*|"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n\r]|\\.)*"'
+    r"|-?\d[\w.+-]*|[A-Za-z_]\w*|\.\.\.|[!$&():=@\[\]{|}]"
+)
+
+
+def too_many_tokens(document: str, limit: int) -> bool:
+    tokens = (m for m in _TOKENS.finditer(document) if not m.group().startswith("#"))
+    return next(itertools.islice(tokens, limit, None), None) is not None
+
+
+FRAGMENT_CHAIN_MAX = 50
+
+
+@dataclass(frozen=True)
+class Limits:
+    depth: int = 12
+    tokens: int = 5_000
+    aliases: int = 30
+    cost: int = 10_000
+    mutations: int = 10
+    page: int = 500
+    variables_depth: int = 32
+    response_bytes: int = 16 * 1024 * 1024
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            depth=settings.graphql_max_depth,
+            tokens=settings.graphql_max_tokens,
+            aliases=settings.graphql_max_aliases,
+            cost=settings.graphql_max_cost,
+            mutations=settings.graphql_max_mutations,
+        )
+
+
+class Refused(Exception):
+    """The document is over a limit; the message says which."""
+
+
+@dataclass
+class _Measure:
+    cost: int = 0
+    introspection: int = 0
+    depth: int = 0
+    aliases: int = 0
+    fields: int = 0  # top-level fields (mutations are counted with it)
+
+    def add(self, other: _Measure, times: int = 1) -> None:
+        self.cost += other.cost * times
+        self.introspection += other.introspection * times
+        self.depth = max(self.depth, other.depth)
+        self.aliases += other.aliases
+        self.fields += other.fields
+
+
+@dataclass
+class _Walk:
+    schema: GraphQLSchema
+    fragments: Mapping[str, FragmentDefinitionNode]
+    variables: Mapping[str, Any]
+    limits: Limits
+    list_sizes: Mapping[str, int]
+    memo: dict[str, _Measure] = field(default_factory=dict)
+    visiting: list[str] = field(default_factory=list)
+
+    def selections(
+        self, node: SelectionSetNode, parent: GraphQLNamedType | None, introspecting: bool
+    ) -> _Measure:
+        total = _Measure()
+        for selection in node.selections:
+            if isinstance(selection, FieldNode):
+                total.add(self.field(selection, parent, introspecting))
+                total.fields += 1
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                inner = self.schema.get_type(condition.name.value) if condition else parent
+                total.add(self.selections(selection.selection_set, inner, introspecting))
+            elif isinstance(selection, FragmentSpreadNode):
+                total.add(self.spread(selection.name.value, introspecting))
+        return total
+
+    def spread(self, name: str, introspecting: bool) -> _Measure:
+        key = f"{name}:{introspecting}"
+        if key in self.memo:
+            return self.memo[key]
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self.visiting:
+            return _Measure()  # unknown or cyclic: the standard validation says so
+        if len(self.visiting) >= FRAGMENT_CHAIN_MAX:
+            raise Refused(f"fragments are spread more than {FRAGMENT_CHAIN_MAX} deep")
+        self.visiting.append(name)
+        try:
+            parent = self.schema.get_type(fragment.type_condition.name.value)
+            measure = self.selections(fragment.selection_set, parent, introspecting)
+        finally:
+            self.visiting.pop()
+        self.memo[key] = measure
+        return measure
+
+    def field(
+        self, node: FieldNode, parent: GraphQLNamedType | None, introspecting: bool
+    ) -> _Measure:
+        name = node.name.value
+        introspecting = introspecting or name in INTROSPECTION_ROOTS
+        definition = None
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            definition = parent.fields.get(name)
+        child_type = _introspection_type(self.schema, name) if definition is None else None
+        if definition is not None:
+            child_type = get_named_type(definition.type)
+        times = 1
+        if introspecting:
+            if definition is not None and _is_list(definition.type):
+                times = self.list_sizes.get(name, 1)
+        else:
+            times = self.first(node, definition)
+        inner = _Measure()
+        if node.selection_set is not None:
+            inner = self.selections(node.selection_set, child_type, introspecting)
+        measure = _Measure(
+            depth=inner.depth + (0 if name == "ofType" else 1),
+            aliases=inner.aliases + (1 if node.alias is not None else 0),
+        )
+        if measure.depth > self.limits.depth:
+            raise Refused(f"the query is nested deeper than {self.limits.depth} levels")
+        if introspecting:
+            measure.introspection = 1 + times * (inner.introspection + inner.cost)
+        else:
+            measure.cost = 1 + times * inner.cost
+            measure.introspection = times * inner.introspection
+        if measure.aliases > self.limits.aliases:
+            raise Refused(f"the query uses more than {self.limits.aliases} aliases")
+        return measure
+
+    def first(self, node: FieldNode, definition: Any) -> int:
+        """The page size a field asks for (its default when not given), checked; 1 without."""
+        if definition is None or "first" not in definition.args:
+            return 1
+        value: object = Undefined
+        for argument in node.arguments or ():
+            if argument.name.value == "first":
+                value = argument.value
+        if isinstance(value, IntValueNode):
+            value = int(value.value)
+        elif isinstance(value, VariableNode):
+            value = self.variables.get(value.name.value, definition.args["first"].default_value)
+        elif value is Undefined:
+            value = definition.args["first"].default_value
+        if value is None or value is Undefined:
+            return 1
+        if type(value) is not int or not 1 <= value <= self.limits.page:
+            raise Refused(f"first must be between 1 and {self.limits.page}")
+        return value
+
+
+def _is_list(type_: Any) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)
+
+
+def _introspection_type(schema: GraphQLSchema, name: str) -> GraphQLNamedType | None:
+    if name == "__schema":
+        return schema.get_type("__Schema")
+    if name == "__type":
+        return schema.get_type("__Type")
+    return None
+
+
+def _list_sizes(schema: GraphQLSchema) -> dict[str, int]:
+    """How long each introspection list of this schema can be."""
+    types = list(schema.type_map.values())
+    fields = [f for t in types if hasattr(t, "fields") for f in t.fields.values()]
+    return {
+        "types": len(types),
+        "directives": len(schema.directives),
+        "fields": max((len(t.fields) for t in types if hasattr(t, "fields")), default=1),
+        "inputFields": max(
+            (len(t.fields) for t in types if hasattr(t, "fields") and "Input" in t.name),
+            default=1,
+        ),
+        "args": max([len(f.args) for f in fields if hasattr(f, "args")] + [1]),
+        "enumValues": max((len(getattr(t, "values", ())) for t in types), default=1),
+        "interfaces": 1 + max((len(getattr(t, "interfaces", ())) for t in types), default=0),
+        "possibleTypes": len(types),
+        "locations": 20,
+    }
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one schema allows: the limits, plus what its introspection may cost."""
+
+    schema: GraphQLSchema
+    limits: Limits
+    list_sizes: Mapping[str, int]
+    introspection: int
+
+    @classmethod
+    def of(cls, schema: GraphQLSchema, limits: Limits) -> Budget:
+        sizes = _list_sizes(schema)
+        standard = parse(
+            get_introspection_query(
+                descriptions=True,
+                specified_by_url=True,
+                directive_is_repeatable=True,
+                schema_description=True,
+                input_value_deprecation=True,
+            )
+        )
+        budget = cls(schema, limits, sizes, introspection=10**12)
+        return cls(schema, limits, sizes, introspection=2 * budget.measure(standard).introspection)
+
+    def measure(
+        self,
+        document: DocumentNode,
+        operation_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> _Measure:
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            return _Measure()  # the standard validation and execution say what is wrong
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        walk = _Walk(self.schema, fragments, variables or {}, self.limits, self.list_sizes)
+        root = self.schema.get_root_type(operation.operation)
+        measure = walk.selections(operation.selection_set, root, False)
+        self.check(operation, measure)
+        return measure
+
+    def check(self, operation: OperationDefinitionNode, measure: _Measure) -> None:
+        limits = self.limits
+        if measure.aliases > limits.aliases:
+            raise Refused(f"the query uses more than {limits.aliases} aliases")
+        if operation.operation == OperationType.MUTATION and measure.fields > limits.mutations:
+            raise Refused(
+                f"a request may hold at most {limits.mutations} mutations"
+                f" (this one has {measure.fields})"
+            )
+        if measure.cost > limits.cost:
+            raise Refused(
+                f"the query would cost {measure.cost:,}; at most {limits.cost:,} is allowed"
+                " (each field 1, a field with first: n multiplies what it pages by n)"
+            )
+        if measure.introspection > self.introspection:
+            raise Refused(
+                "the introspection query would cost more than twice the standard one"
+                f" ({measure.introspection:,} > {self.introspection:,})"
+            )
+
+
+def nesting(value: object, limit: int) -> bool:
+    """Whether a JSON value nests deeper than ``limit`` (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+class ResourceLimits(SchemaExtension):
+    """Refuses a document over a limit of DESIGN §6 before the standard validation runs (the
+    error carries ``BAD_USER_INPUT``), and parses and validates a long document in a worker
+    thread, so it never holds the event loop that serves everyone else. One budget per schema,
+    computed once. (The token limit is strawberry's ``MaxTokensLimiter``, installed beside.)"""
+
+    budgets: dict[tuple[int, Limits], Budget] = {}  # noqa: RUF012 (per schema and limits)
+
+    def __init__(self, *, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.variables and nesting(context.variables, self.limits.variables_depth):
+            context.pre_execution_errors = [
+                refusal(f"variables nest deeper than {self.limits.variables_depth} levels")
+            ]
+        yield
+
+    async def on_parse(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        query = context.query
+        if isinstance(query, str) and too_many_tokens(query, self.limits.tokens):
+            context.graphql_document = _PLACEHOLDER
+            context.pre_execution_errors = [
+                refusal(f"the document has more than {self.limits.tokens:,} tokens")
+            ]
+        elif (
+            context.graphql_document is None
+            and isinstance(query, str)
+            and len(query) > OFF_LOOP_CHARS
+        ):
+            options = dict(context.parse_options)
+            try:
+                context.graphql_document = await run(parse, query, **options)
+            except GraphQLError as error:
+                # Reported as the parse error it is: the placeholder only stands in for the
+                # document so that strawberry does not parse the whole text again.
+                context.graphql_document = _PLACEHOLDER
+                context.pre_execution_errors = [error]
+        yield
+
+    async def on_validate(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if context.pre_execution_errors is None and document is not None:
+            schema = context.schema._schema
+            key = (id(schema), self.limits)
+            budget = self.budgets.get(key)
+            if budget is None or budget.schema is not schema:
+                budget = self.budgets[key] = Budget.of(schema, self.limits)
+            try:
+                over_http = (
+                    not isinstance(context.context, dict) or "websocket" not in context.context
+                )
+                if over_http and context.operation_type.value == "subscription":
+                    raise Refused("subscriptions run over a websocket (graphql-transport-ws)")
+                budget.measure(document, context.operation_name, context.variables)
+            except Refused as exc:
+                context.pre_execution_errors = [refusal(str(exc))]
+            else:
+                if isinstance(context.query, str) and len(context.query) > OFF_LOOP_CHARS:
+                    validate = functools.partial(
+                        validate_document, schema, document, tuple(context.validation_rules)
+                    )
+                    context.pre_execution_errors = await run(validate)
+        yield
+
+
+def refusal(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
