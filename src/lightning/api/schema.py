@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import datetime
+from typing import cast
 
 import strawberry
-from graphql.error import GraphQLError
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from ..domain.errors import NotFound, ValidationFailed
 from ..domain.event_types import TypeFilter
-from ..domain.limits import check_time
 from ..domain.registry import EVENT_CLASSES
 from ..store.envelope import Envelope, format_time
 from .context import (
@@ -36,6 +33,7 @@ from .context import (
     uuid_arg,
 )
 from .errors import ErrorCodes
+from .execution import Executor, Schema, UTCDateTime
 from .feed import EventFeed, matcher
 from .limits import Limits, ResourceLimits
 from .operations import OperationsQuery
@@ -334,52 +332,9 @@ def records(info: Info, envelopes: list[Envelope]) -> list[EventRecord]:
     return found
 
 
-class Executor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core 3.3.2 shares one memo of collected subfields, keyed by the id() of a list
-    it builds afresh for every event, between a subscription and all its per-event copies: a
-    long subscription grows by one entry per event, for ever. Each event gets its own memo,
-    which goes with it."""
-
-    def build_per_event_executor(self, payload: Any) -> Any:
-        executor = super().build_per_event_executor(payload)
-        executor._relevant_sub_fields = {}
-        return executor
-
-
-class _Schema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Errors are coded (and unexpected ones logged) by ErrorCodes; a user's bad input or a
-        # conflict is an answer, not a server fault, so it is not logged as an error here.
-        for error in errors:
-            log.debug("GraphQL error: %s", error.message)
-
-
-def _parse_time(value: object) -> datetime:
-    """An ISO-8601 time between 1970 and 2999 once in UTC (without a zone: UTC), as UTC."""
-    if not isinstance(value, str) or len(value) > 64:
-        raise ValueError("a DateTime is an ISO-8601 string such as 2026-11-23T10:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("not an ISO-8601 date-time such as 2026-11-23T10:00:00Z") from None
-    try:
-        return check_time(parsed, "time")
-    except ValidationFailed:
-        raise ValueError("times must lie between 1970 and 2999 (UTC)") from None
-
-
-# Times leave in UTC with a Z, exactly as in the event envelope (DESIGN §3).
-UTCDateTime = strawberry.scalar(
-    name="DateTime",
-    description="ISO-8601 date-time; output in UTC: 2026-11-23T10:00:00.000000Z",
-    serialize=lambda value: format_time(value if value.tzinfo else value.replace(tzinfo=UTC)),
-    parse_value=_parse_time,
-)
-
-
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     limits = limits or Limits()
-    return _Schema(
+    return Schema(
         query=merge_types("Query", (Query, OperationsQuery)),
         mutation=Mutation,
         subscription=Subscription,
