@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="each field 1; first: n multiplies what it pages by n"
     )
     graphql_max_mutations: int = Field(default=10, ge=1, le=1_000, description="per request")
+    websockets_per_credential: int = Field(default=10, ge=1, le=10_000)
+    websocket_operations: int = Field(
+        default=20, ge=1, le=10_000, description="operations at once on one websocket"
+    )
     subscription_queue: int = Field(
         default=1000,
         ge=10,

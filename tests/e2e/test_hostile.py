@@ -225,13 +225,10 @@ def test_graphiqls_introspection_query_is_allowed(shared_server: Server) -> None
 
 
 def test_a_response_over_16_mib_is_refused(shared_server: Server) -> None:
-    prompt = "p" * 32_000
-    for i in range(0, 60, 10):
-        mutations = " ".join(
-            f'r{j}: registerAgent(input: {{name: "big{j}", provider: "grok", model: "grok-beta", systemPrompt: "{prompt}"}}) {{ position }}'
-            for j in range(i, i + 10)
-        )
-        shared_server.data(f"mutation {{ {mutations} }}")
+    register = "mutation($i: RegisterAgentInput!) { registerAgent(input: $i) { position } }"
+    for i in range(60):
+        inputs = GROK | {"name": f"big{i}", "systemPrompt": "p" * 32_000}
+        shared_server.data(register, {"i": inputs})
     query = aliases("events(first: 490) { data }", 20)  # cost 9,820: within the limit
     message = refused(post(shared_server, {"query": query}))
     assert "16 MiB" in message
@@ -244,3 +241,30 @@ def test_401_is_graphql_shaped(shared_server: Server) -> None:
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     refused(response, "UNAUTHENTICATED")
+
+
+def test_null_variables_are_no_variables(shared_server: Server) -> None:
+    response = post(shared_server, {"query": "{ projections { name } }", "variables": None})
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    response = httpx.get(
+        f"{shared_server.url}/graphql",
+        params={"query": "{ projections { name } }", "variables": "null"},
+        headers=AUTH,
+    )
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+
+
+def test_events_of_one_aggregate_page_with_after(shared_server: Server) -> None:
+    agent = shared_server.data(REGISTER, {"input": GROK | {"name": "paged"}})["registerAgent"]
+    agent_id = agent["agent"]["id"]
+    for temperature in (0.1, 0.2, 0.3):
+        shared_server.data(
+            "mutation($id: ID!, $t: Float!) { reconfigureAgent(input: {id: $id, temperature: $t})"
+            " { position } }",
+            {"id": agent_id, "t": temperature},
+        )
+    query = 'query($id: ID!, $after: Int!) { events(aggregateId: $id, first: 2, after: $after, types: ["agent.reconfigured"]) { position type } }'
+    first = shared_server.data(query, {"id": agent_id, "after": 0})["events"]
+    assert [e["type"] for e in first] == ["agent.reconfigured"] * 2
+    rest = shared_server.data(query, {"id": agent_id, "after": first[-1]["position"]})["events"]
+    assert len(rest) == 1 and rest[0]["position"] > first[-1]["position"]

@@ -204,6 +204,13 @@ async def test_one_connection_runs_at_most_twenty_subscriptions(sqlite_server: S
         {"type": "subscribe", "id": "x", "payload": "{ agents { edges { node { id } } } }"},
         {"type": "subscribe", "id": "x" * 1000, "payload": {"query": SUBSCRIBE}},
         {"type": "subscribe", "id": "x", "payload": {"query": SUBSCRIBE, "variables": [1]}},
+        {"type": "subscribe", "id": "x", "payload": {"query": SUBSCRIBE, "operationName": False}},
+        {
+            "type": "subscribe",
+            "id": "x",
+            "payload": {"query": SUBSCRIBE, "variables": json.loads('{"a":' * 50 + "1" + "}" * 50)},
+        },
+        None,
     ],
 )
 async def test_a_malformed_message_closes_the_socket_with_4400(
@@ -213,6 +220,21 @@ async def test_a_malformed_message_closes_the_socket_with_4400(
     assert (await next_message(ws))["type"] == "connection_ack"
     await ws.send(json.dumps(message))
     assert await closed_with(ws) == 4400
+
+
+async def test_an_operation_name_the_document_lacks_is_bad_input(sqlite_server: Server) -> None:
+    ws = await connect(sqlite_server, {"Authorization": f"Bearer {ADMIN}"})
+    assert (await next_message(ws))["type"] == "connection_ack"
+    payload = {"query": SUBSCRIBE, "operationName": "Missing"}
+    await ws.send(json.dumps({"id": "m", "type": "subscribe", "payload": payload}))
+    with contextlib.suppress(ConnectionClosed):
+        message = await next_message(ws)
+        assert message["type"] in {"next", "error"}, message
+        errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", message
+    await ws.close()
+    log = (sqlite_server.workdir / "serve.log").read_text()
+    assert "Traceback" not in log
 
 
 async def test_bad_subscription_arguments_are_refused_with_a_code(sqlite_server: Server) -> None:

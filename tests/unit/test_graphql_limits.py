@@ -8,7 +8,7 @@ import pytest
 from graphql import get_introspection_query, parse
 
 from lightning.api import build_schema
-from lightning.api.limits import Budget, Limits, Refused, nesting, too_many_tokens
+from lightning.api.limits import Budget, Limits, Refused, nesting, prescan, too_many_tokens
 
 SCHEMA = build_schema()._schema
 BUDGET = Budget.of(SCHEMA, Limits())
@@ -88,8 +88,8 @@ def test_the_standard_introspection_query_fits_and_of_type_adds_no_depth() -> No
 
 def test_tokens_are_counted_like_graphql_core_does() -> None:
     document = '{ a(x: "s\\"q", y: -1.5e3, z: [1, 2], w: """bl"ock""") @d { ...F } } # c'
-    assert not too_many_tokens(document, 26)
-    assert too_many_tokens(document, 25)
+    assert not too_many_tokens(document, 27)  # 26 tokens, the comment counted
+    assert too_many_tokens(document, 26)
     assert too_many_tokens("{ a " + "@include(if: true) " * 100_000 + "}", 5_000)
 
 
@@ -99,3 +99,55 @@ def test_json_nesting_is_measured_without_recursion() -> None:
         deep = {"a": deep}
     assert nesting(deep, 32)
     assert not nesting({"a": [{"b": [1, 2]}]}, 32)
+
+
+def test_counting_tokens_is_linear_whatever_the_quotes() -> None:
+    for document in (
+        '{ a(x: "' + '\\"' * 64_000,  # a string that never closes, one escape after another
+        '"""' + "x" * 128_000,  # a block string that never closes
+        "#\n" * 64_000,
+        '"' * 128_000,
+    ):
+        started = time.perf_counter()
+        too_many_tokens(document, 5_000)
+        assert time.perf_counter() - started < 0.05
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ("{ " + " ".join(f"a{i}: __typename" for i in range(31)) + " }", "aliases"),
+        ("{ " + "a { " * 13 + "b" + " }" * 13, "deeper"),
+        ("{ a " + "@include(if: true) " * 2_000 + "}", "tokens"),
+    ],
+)
+def test_what_the_text_shows_is_refused_before_parsing(document: str, reason: str) -> None:
+    problem = prescan(document, Limits())
+    assert problem is not None and reason in problem
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        get_introspection_query(descriptions=True),  # ofType nests 8 deep without adding depth
+        'mutation($i: RegisterAgentInput! = {name: "a", tools: ["x"]}) { r: registerAgent(input:'
+        " $i) { position } }",
+        "{ " + " ".join(f"a{i}: __typename" for i in range(30)) + " }",
+        '{ agents(status: "{{{{ : : :") { edges { node { id } } } }',
+    ],
+)
+def test_what_is_within_the_limits_passes_the_prescan(document: str) -> None:
+    assert prescan(document, Limits()) is None
+
+
+def test_the_prescan_of_a_hostile_document_takes_a_few_milliseconds() -> None:
+    document = (
+        "{ "
+        + " ".join(
+            f"a{i}: agents(first: 500) {{ edges {{ node {{ id }} }} }}" for i in range(1_000)
+        )
+        + " }"
+    )
+    started = time.perf_counter()
+    assert prescan(document, Limits())
+    assert time.perf_counter() - started < 0.01

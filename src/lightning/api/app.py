@@ -4,59 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
-import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from cross_web import HTTPException as GraphQLHTTPException
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
-from strawberry.litestar import make_graphql_controller
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from ..bootstrap import Lightning
 from ..config import Settings
 from ..services import Principal
-from .context import RESPONSE_MAX_BYTES
 from .feed import EventFeed
-from .limits import Limits, nesting
+from .http import REQUEST_MAX_BYTES, graphql_controller, http_error, request_id, unexpected
+from .limits import Limits
 from .metrics import metrics_response
-from .schema import build_schema
 from .sockets import Sockets
-from .websocket import TransportWS, bearer
+from .websocket import bearer
 
 log = logging.getLogger(__name__)
-REQUEST_MAX_BYTES = 4 * 1024 * 1024
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
-
-
-def error_body(message: str, code: str, **extensions: object) -> dict[str, object]:
-    """An answer in GraphQL's shape, for what goes wrong before GraphQL runs (DESIGN §6)."""
-    return {
-        "data": None,
-        "errors": [{"message": message, "extensions": {"code": code, **extensions}}],
-    }
-
-
-def code_for(status: int) -> str:
-    if status >= 500:
-        return "UNAVAILABLE" if status == 503 else "INTERNAL"
-    return _CODES.get(status, "BAD_USER_INPUT")
-
-
-def request_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The client's ``X-Request-Id`` when it is a plain token, else a fresh one."""
-    given = connection.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 async def authenticate(app: Lightning, token: str | None) -> Principal | None:
@@ -95,78 +65,6 @@ async def graphql_context(request: ASGIConnection[Any, Any, Any, Any]) -> dict[s
         )
     context["principal"] = principal
     return context
-
-
-def _controller(limits: Limits) -> type:
-    base = make_graphql_controller(
-        build_schema(limits),
-        path="/graphql",
-        context_getter=graphql_context,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-        keep_alive=True,
-        keep_alive_interval=15,
-        max_subscriptions_per_connection=None,  # TransportWS counts, and answers with a code
-    )
-
-    class GraphQLController(base):  # type: ignore[misc,valid-type]
-        graphql_transport_ws_handler_class = TransportWS
-
-        def decode_json(self, data: str | bytes) -> object:
-            """JSON bodies nest at most 32 levels below ``variables`` (DESIGN §6)."""
-            try:
-                decoded = json.loads(data)
-            except RecursionError:
-                decoded = None
-            if decoded is None or nesting(decoded, Limits().variables_depth + 2):
-                raise GraphQLHTTPException(400, "the JSON body nests too deeply") from None
-            return decoded
-
-        def encode_json(self, data: object) -> bytes:
-            encoded = json.dumps(data, separators=(",", ":")).encode()
-            if len(encoded) > RESPONSE_MAX_BYTES:
-                message = "the response would be larger than 16 MiB; ask for less"
-                return json.dumps(error_body(message, "BAD_USER_INPUT")).encode()
-            return encoded
-
-        async def execute_request(
-            self, request: Request[Any, Any, Any], context: Any, root_value: Any
-        ) -> Response[Any]:
-            """What strawberry answers in plain text (a body that is not a GraphQL request,
-            an operationName the document does not hold) is answered in GraphQL's shape."""
-            try:
-                response: Response[Any] = await self.run(
-                    request, context=context, root_value=root_value
-                )
-            except GraphQLHTTPException as exc:
-                return Response(
-                    error_body(exc.reason, code_for(exc.status_code)),
-                    status_code=exc.status_code,
-                    media_type=MediaType.JSON,
-                )
-            return response
-
-    return GraphQLController
-
-
-def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    """Litestar's own refusals (401, a body over 4 MiB, a wrong method) in GraphQL's shape."""
-    return Response(
-        error_body(str(exc.detail), code_for(exc.status_code)),
-        status_code=exc.status_code,
-        headers=exc.headers,
-        media_type=MediaType.JSON,
-    )
-
-
-def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """A fault: logged with a request id, answered INTERNAL with that id, never its text."""
-    rid = request_id(request)
-    log.error("unexpected error, request id %s", rid, exc_info=exc)
-    return Response(
-        error_body(f"Unexpected error (request id {rid}).", "INTERNAL", requestId=rid),
-        status_code=500,
-        media_type=MediaType.JSON,
-    )
 
 
 @get("/health/live", media_type=MediaType.JSON, sync_to_thread=False)
@@ -224,7 +122,10 @@ def create_app(settings: Settings | None = None, lightning: Lightning | None = N
         if owned and app.bus is not None:
             await anyio.to_thread.run_sync(app.start_embedded_workers)
         feed = EventFeed(app.store, queue_limit=app.settings.subscription_queue)
-        sockets = Sockets(functools.partial(authenticate, app))
+        sockets = Sockets(
+            functools.partial(authenticate, app),
+            per_credential=app.settings.websockets_per_credential,
+        )
         feed.observe(sockets.observe)
         await feed.start()
         unsubscribe = app.bus.subscribe(feed.wake_threadsafe) if app.bus is not None else None
@@ -241,7 +142,12 @@ def create_app(settings: Settings | None = None, lightning: Lightning | None = N
                 await anyio.to_thread.run_sync(app.close)
 
     return Litestar(
-        route_handlers=[_controller(Limits.of(configured)), live, ready, metrics],
+        route_handlers=[
+            graphql_controller(Limits.of(configured), graphql_context),
+            live,
+            ready,
+            metrics,
+        ],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Lightning", version="0.1.0", path="/schema"),
         exception_handlers={HTTPException: http_error, Exception: unexpected},

@@ -3,8 +3,10 @@ call in a worker thread, argument parsing, waiting for consistency, and the perm
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -14,11 +16,13 @@ from strawberry.types import Info
 
 from ..bootstrap import Lightning
 from ..domain.errors import Unauthenticated, ValidationFailed
+from ..projections.queries import MAX_PAGE
 from ..services import Context, Principal
 from ..services.common import Permission
+from ..store.backends import Row
+from ..store.envelope import Envelope
 
 T = TypeVar("T")
-MAX_PAGE = 500
 RESPONSE_MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -104,18 +108,61 @@ class CanAdminister(_Requires):
     needed = "administer"
 
 
-def charge(info: Info, size: int) -> None:
-    """Count ``size`` bytes of event data towards this operation's response, which may hold at
-    most 16 MiB (DESIGN §6): refused as soon as it would be more, before it is built. (A
-    websocket's context is shared by its operations, so the count is per operation.)"""
-    spent: dict[int, int] = info.context.setdefault("response_bytes", {})
-    key = id(info.operation)
-    if key not in spent and len(spent) >= 64:
-        spent.pop(next(iter(spent)))
-    spent[key] = spent.get(key, 0) + size
-    if spent[key] > RESPONSE_MAX_BYTES:
-        raise ValidationFailed(
-            "the response would be larger than 16 MiB; ask for less (a smaller first, fewer"
-            " fields or aliases)",
-            details={"limit": RESPONSE_MAX_BYTES},
-        )
+class _Spent:
+    """What one operation's response holds so far; its loads run one at a time."""
+
+    def __init__(self, operation: object) -> None:
+        self.operation = operation  # held, so its id is not reused while counted
+        self.bytes = 0
+        self.lock = asyncio.Lock()
+
+
+def _spent(info: Info) -> _Spent:
+    # A websocket's context is shared by its operations: one count per operation.
+    spent: dict[int, _Spent] = info.context.setdefault("response_bytes", {})
+    entry = spent.get(id(info.operation))
+    if entry is None or entry.operation is not info.operation:
+        if len(spent) >= 64:
+            spent.pop(next(iter(spent)))
+        entry = spent[id(info.operation)] = _Spent(info.operation)
+    return entry
+
+
+def _too_large() -> ValidationFailed:
+    return ValidationFailed(
+        "the response would be larger than 16 MiB; ask for less (a smaller first, fewer"
+        " fields or aliases)",
+        details={"limit": RESPONSE_MAX_BYTES},
+    )
+
+
+async def within_budget(
+    info: Info, load: Callable[[], Awaitable[T]], size: Callable[[T], int]
+) -> T:
+    """Run ``load`` and count ``size(result)`` bytes towards this operation's response, which
+    may hold at most 16 MiB (DESIGN §6). The loads of one operation (its aliases) run one at a
+    time, so once the response is full the next is refused before it reads anything: a
+    refused request never holds more than one page beyond the limit."""
+    spent = _spent(info)
+    async with spent.lock:
+        if spent.bytes > RESPONSE_MAX_BYTES:
+            raise _too_large()
+        result = await load()
+        spent.bytes += size(result)
+        if spent.bytes > RESPONSE_MAX_BYTES:
+            raise _too_large()
+        return result
+
+
+def row_size(row: Row) -> int:
+    """About what a read-model row takes in a JSON response."""
+    return 64 + sum(len(k) + len(str(v)) for k, v in row.items())
+
+
+def envelope_size(envelope: Envelope) -> int:
+    return 256 + len(json.dumps(envelope.data, separators=(",", ":")))
+
+
+def check_first(first: int) -> None:
+    if not 0 < first <= MAX_PAGE:
+        raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}", details={"first": first})

@@ -8,6 +8,7 @@ import uuid
 from graphql.error import GraphQLError
 from pydantic import ValidationError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from ..domain.errors import LightningError
 from ..store.outages import is_transient
@@ -28,6 +29,8 @@ def _code_and_message(error: GraphQLError, request_id: str) -> tuple[str, str, d
     if original is not None and is_transient(original):
         log.warning("database unavailable: %s", original)
         return "UNAVAILABLE", "the database is unavailable; try again shortly", {}
+    if isinstance(original, CannotGetOperationTypeError | InvalidOperationTypeError):
+        return "BAD_USER_INPUT", error.message, {}
     if isinstance(original, RecursionError):
         return "BAD_USER_INPUT", "the document nests too deeply", {}
     if original is None or (

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import asdict
+
 import strawberry
 from strawberry.types import Info
 
-from ..consumers import ParkedFilter
-from ..domain.errors import ValidationFailed
+from ..consumers import ParkedEvent, ParkedFilter
 from ..projections import KIND as PROJECTIONS
-from .context import MAX_PAGE, CanRead, app_of, consistent, run
+from .context import CanRead, app_of, check_first, consistent, row_size, run, within_budget
 from .types import ConsumerStatus, ParkedEventRecord, ProjectionStatus, decode_place
 
 
@@ -49,10 +51,14 @@ class OperationsQuery:
         after: str | None = None,
         consistent_with: int | None = None,
     ) -> list[ParkedEventRecord]:
-        if not 0 < first <= MAX_PAGE:
-            raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}")
+        check_first(first)
         place = None if after is None else decode_place(after)
         await consistent(info, consistent_with, check_parked=False)
         which = ParkedFilter(consumer, handler, key)
-        parked = await run(app_of(info).consumers.parked, which, first, place)
+        read = functools.partial(app_of(info).consumers.parked, which, first, place)
+        parked = await within_budget(info, lambda: run(read), _size)
         return [ParkedEventRecord.from_data(p) for p in parked]
+
+
+def _size(parked: list[ParkedEvent]) -> int:
+    return sum(row_size(asdict(p)) for p in parked)

@@ -3,11 +3,12 @@ thread: eventsourcing is synchronous), map the result to GraphQL types."""
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import cast
+from uuid import UUID
 
 import strawberry
 from strawberry.extensions import MaxTokensLimiter
@@ -19,18 +20,23 @@ from strawberry.types import Info
 from ..domain.errors import NotFound, ValidationFailed
 from ..domain.event_types import TypeFilter
 from ..domain.registry import EVENT_CLASSES
+from ..projections.queries import MAX_PAGE, Page
+from ..store.backends import Row
 from ..store.envelope import Envelope, format_time
+from ..store.event_store import EventStore
 from .context import (
-    MAX_PAGE,
     CanAdminister,
     CanOperate,
     CanRead,
     app_of,
-    charge,
+    check_first,
     consistent,
     ctx_of,
+    envelope_size,
+    row_size,
     run,
     uuid_arg,
+    within_budget,
 )
 from .errors import ErrorCodes
 from .execution import Executor, Schema, UTCDateTime
@@ -72,13 +78,14 @@ class Query:
         consistent_with: int | None = None,
     ) -> Connection[Agent]:
         await consistent(info, consistent_with, "agents")
-        page = await run(
+        read = functools.partial(
             app_of(info).read_models.agents,
             first=first,
             after=after,
             status=status,
             provider=provider,
         )
+        page = await within_budget(info, lambda: run(read), _page_size)
         return connection(page, Agent.from_row)
 
     @strawberry.field(
@@ -111,7 +118,8 @@ class Query:
         consistent_with: int | None = None,
     ) -> Connection[ApiKey]:
         await consistent(info, consistent_with, "api_keys")
-        page = await run(app_of(info).read_models.api_keys, first=first, after=after)
+        read = functools.partial(app_of(info).read_models.api_keys, first=first, after=after)
+        page = await within_budget(info, lambda: run(read), _page_size)
         return connection(page, ApiKey.from_row)
 
     @strawberry.field(permission_classes=[CanAdminister])
@@ -135,18 +143,17 @@ class Query:
         consistent_with: int | None = None,
     ) -> list[EventRecord]:
         del consistent_with  # the event store is always consistent with itself
-        if after_version < 0:
-            raise ValidationFailed("afterVersion must not be negative")
+        check_first(first)
+        if not 0 <= after_version < 2**62:
+            raise ValidationFailed("afterVersion must lie between 0 and 2^62")
         agg = uuid_arg(aggregate_id, "aggregateId")
-        envelopes = await run(
-            app_of(info).store.load,
-            agg,
-            to_version=after_version + first,
-            after_version=after_version,
+        load = functools.partial(
+            app_of(info).store.load, agg, after_version=after_version, limit=first
         )
+        envelopes = await within_budget(info, lambda: run(load), _envelopes_size)
         if not envelopes and after_version == 0:
             raise NotFound(f"no events for aggregate {agg}")
-        return records(info, envelopes)
+        return [EventRecord.from_envelope(e) for e in envelopes]
 
     @strawberry.field(permission_classes=[CanRead])
     async def state_at(
@@ -185,18 +192,23 @@ class Query:
         consistent_with: int | None = None,
     ) -> list[EventRecord]:
         del consistent_with
+        check_first(first)
+        if not 0 <= after < 2**63:
+            raise ValidationFailed("after must lie between 0 and 2^63")
         store = app_of(info).store
         patterns = TypeFilter.parse(types)
         if aggregate_id is not None:
-            stream = await run(store.load, uuid_arg(aggregate_id, "aggregateId"))
+            agg = uuid_arg(aggregate_id, "aggregateId")
             accept = matcher(patterns, None)
-            found: list[Envelope] = [e for e in stream if e.position > after and accept(e)]
+            read = functools.partial(_stream_page, store, agg, accept, after, first)
+            found = await within_budget(info, lambda: run(read), _envelopes_size)
         else:
             wanted = [] if patterns is None else patterns.among(EVENT_CLASSES)
             if patterns is not None and not wanted:
                 return []
-            found = await run(store.read, after, first, types=wanted)
-        return records(info, found[:first])
+            load = functools.partial(store.read, after, first, types=wanted)
+            found = await within_budget(info, lambda: run(load), _envelopes_size)
+        return [EventRecord.from_envelope(e) for e in found]
 
     @strawberry.field(permission_classes=[CanRead], description="Every action, newest first.")
     async def audit_log(
@@ -212,7 +224,7 @@ class Query:
         consistent_with: int | None = None,
     ) -> Connection[EventRecord]:
         await consistent(info, consistent_with, "audit_log")
-        page = await run(
+        read = functools.partial(
             app_of(info).read_models.audit_log,
             first=first,
             after=after,
@@ -224,7 +236,7 @@ class Query:
             since=None if since is None else format_time(since),
             until=None if until is None else format_time(until),
         )
-        charge(info, sum(len(row["data"]) for _, row in page.items))
+        page = await within_budget(info, lambda: run(read), _page_size)
         return connection(page, EventRecord.from_row)
 
 
@@ -325,11 +337,27 @@ class Subscription:
             yield EventRecord.from_envelope(envelope)
 
 
-def records(info: Info, envelopes: list[Envelope]) -> list[EventRecord]:
-    """Envelopes as GraphQL records, their data counted towards the response's 16 MiB."""
-    found = [EventRecord.from_envelope(e) for e in envelopes]
-    charge(info, sum(len(json.dumps(r.data, separators=(",", ":"))) for r in found))
-    return found
+def _page_size(page: Page[Row]) -> int:
+    return sum(row_size(row) for _, row in page.items)
+
+
+def _envelopes_size(envelopes: list[Envelope]) -> int:
+    return sum(envelope_size(e) for e in envelopes)
+
+
+def _stream_page(
+    store: EventStore, agg: UUID, accept: Callable[[Envelope], bool], after: int, first: int
+) -> list[Envelope]:
+    """Up to ``first`` events of one aggregate after position ``after`` that ``accept`` wants,
+    read a page at a time (a long stream is never loaded whole)."""
+    found: list[Envelope] = []
+    while len(found) < first:
+        page = store.load(agg, after_position=after, limit=first)
+        found += [e for e in page if accept(e)]
+        if len(page) < first:
+            break
+        after = page[-1].position
+    return found[:first]
 
 
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:

@@ -87,7 +87,7 @@ class Sockets:
         socket.watch = asyncio.create_task(self._watch(socket), name="websocket-credential")
         return socket
 
-    async def release(self, socket: Socket) -> None:
+    def release(self, socket: Socket) -> None:
         socket.closed = True
         held = self._held.get(socket.principal.actor)
         if held is not None:
@@ -95,9 +95,7 @@ class Sockets:
             if not held:
                 del self._held[socket.principal.actor]
         if socket.watch is not None and socket.watch is not asyncio.current_task():
-            socket.watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await socket.watch
+            socket.watch.cancel()  # not awaited: the caller's own cancellation stays its own
 
     def held(self, actor: str) -> int:
         return sum(not s.closed for s in self._held.get(actor, ()))

@@ -1,7 +1,8 @@
 """graphql-transport-ws as Lightning speaks it (DESIGN §6): strawberry's handler, with the
 credential taken at ``connection_init`` and checked again for every operation, at most
-``PER_CONNECTION`` operations at once per socket and ``Sockets.per_credential`` sockets per
-credential, and every message checked for shape before it reaches the schema.
+``LIGHTNING_WEBSOCKET_OPERATIONS`` (20) operations at once per socket and
+``LIGHTNING_WEBSOCKETS_PER_CREDENTIAL`` (10) sockets per credential, and every message checked
+for shape before it reaches the schema.
 
 Close codes: 4400 a malformed message, 4401 an operation before ``connection_ack``, 4403 a
 missing, wrong or no longer valid credential, 4429 a credential over its sockets (or a second
@@ -27,7 +28,6 @@ from .sockets import CLOSE_CREDENTIAL_ENDED, CLOSE_TOO_MANY_SOCKETS, Sockets, To
 
 log = logging.getLogger(__name__)
 
-PER_CONNECTION = 20
 OPERATION_ID_MAX = 128
 
 
@@ -46,7 +46,7 @@ def _well_formed(message: Any) -> bool:
         and isinstance(payload, dict)
         and isinstance(payload.get("query"), str)
         and isinstance(payload.get("variables") or {}, dict)
-        and isinstance(payload.get("operationName") or "", str)
+        and isinstance(payload.get("operationName"), str | None)
         and isinstance(payload.get("extensions") or {}, dict)
     )
 
@@ -69,7 +69,7 @@ class TransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], Any]):
         finally:
             socket = self.context.get("socket")
             if socket is not None:
-                await self.sockets.release(socket)
+                self.sockets.release(socket)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Authenticate: the payload's ``Authorization`` (any case) or the upgrade request's
@@ -99,6 +99,7 @@ class TransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], Any]):
         except TooManySockets as exc:
             await self.websocket.close(code=CLOSE_TOO_MANY_SOCKETS, reason=str(exc))
             return
+        socket.changed.set()  # check once more: a revocation may have landed meanwhile
         self.context.update(socket=socket, principal=principal, connection_params=payload)
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
@@ -110,18 +111,27 @@ class TransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], Any]):
         if not self.connection_acknowledged:
             await self.websocket.close(code=4401, reason="Unauthorized")
             return
-        principal = await self.sockets.check(self.context["socket"])
+        try:
+            principal = await self.sockets.check(self.context["socket"])
+        except Exception as exc:  # the store is down: this operation cannot be checked
+            log.warning("could not check a websocket's credential: %s", exc)
+            await self._refuse(
+                message["id"], "the database is unavailable; try again", "UNAVAILABLE"
+            )
+            return
         if principal is None:
             return  # the credential ended: the socket is closed
         self.context["principal"] = principal
-        if len(self.operations) >= PER_CONNECTION and message["id"] not in self.operations:
-            error = GraphQLError(
-                f"Subscription limit reached: at most {PER_CONNECTION} operations at once on"
-                " one connection",
-                extensions={"code": "RATE_LIMITED"},
-            )
-            await self.send_message(
-                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+        most = self.context["lightning"].settings.websocket_operations
+        if len(self.operations) >= most and message["id"] not in self.operations:
+            await self._refuse(
+                message["id"],
+                f"Subscription limit reached: at most {most} operations at once on one connection",
+                "RATE_LIMITED",
             )
             return
         await super().handle_subscribe(message)
+
+    async def _refuse(self, operation_id: str, message: str, code: str) -> None:
+        error = GraphQLError(message, extensions={"code": code})
+        await self.send_message({"id": operation_id, "type": "error", "payload": [error.formatted]})

@@ -45,6 +45,7 @@ def serve(
     import uvicorn
 
     from ..api import create_app
+    from ..api.http import REQUEST_MAX_BYTES
 
     settings = Settings()
     bind_host, bind_port = host or settings.host, port or settings.port
@@ -54,7 +55,13 @@ def serve(
             "(create one with `lightning keys bootstrap`)."
         )
     err.print(f"Lightning on http://{bind_host}:{bind_port}/graphql ({_mode(settings)})")
-    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=bind_host,
+        port=bind_port,
+        log_level="info",
+        ws_max_size=REQUEST_MAX_BYTES,  # a websocket message is held to an HTTP body's limit
+    )
 
 
 def _mode(settings: Settings) -> str:

@@ -70,10 +70,17 @@ class Backend(ABC):
 
     @abstractmethod
     def read_stream(
-        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
+        self,
+        aggregate_id: UUID,
+        *,
+        to_version: int | None = None,
+        after_version: int = 0,
+        after_position: int = 0,
+        limit: int | None = None,
     ) -> list[Notification]:
-        """The events of one aggregate with ``after_version < version <= to_version``, in
-        version order, each with its global position as ``id``."""
+        """The events of one aggregate with ``after_version < version <= to_version`` and a
+        position after ``after_position``, at most ``limit``, in version order, each with its
+        global position as ``id``."""
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -175,18 +182,30 @@ class SQLiteBackend(Backend):
         self.recorder = SQLiteApplicationRecorder(self.datastore, EVENTS_TABLE)
 
     def read_stream(
-        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
+        self,
+        aggregate_id: UUID,
+        *,
+        to_version: int | None = None,
+        after_version: int = 0,
+        after_position: int = 0,
+        limit: int | None = None,
     ) -> list[Notification]:
         sql = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE originator_id=?"  # noqa: S608
         params: list[object] = [aggregate_id.hex]
-        if after_version:
-            sql += " AND originator_version>?"
-            params.append(after_version)
-        if to_version is not None:
-            sql += " AND originator_version<=?"
-            params.append(to_version)
+        for clause, value in (
+            (" AND originator_version>?", after_version),
+            (" AND originator_version<=?", to_version),
+            (" AND rowid>?", after_position),
+        ):
+            if value:
+                sql += clause
+                params.append(value)
+        sql += " ORDER BY originator_version"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         with self.datastore.transaction(commit=False) as c:
-            c.execute(sql + " ORDER BY originator_version", params)
+            c.execute(sql, params)
             return [_sqlite_notification(row) for row in c.fetchall()]
 
     def read_log_in(
@@ -323,7 +342,13 @@ class PostgresBackend(Backend):
         self.datastore.register_type_adapters()
 
     def read_stream(
-        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
+        self,
+        aggregate_id: UUID,
+        *,
+        to_version: int | None = None,
+        after_version: int = 0,
+        after_position: int = 0,
+        limit: int | None = None,
     ) -> list[Notification]:
         from psycopg.sql import SQL, Identifier
 
@@ -331,15 +356,21 @@ class PostgresBackend(Backend):
             Identifier(self.location.schema), Identifier(EVENTS_TABLE)
         )
         params: list[object] = [aggregate_id]
-        if after_version:
-            sql += SQL(" AND originator_version>%s")
-            params.append(after_version)
-        if to_version is not None:
-            sql += SQL(" AND originator_version<=%s")
-            params.append(to_version)
+        for clause, value in (
+            (" AND originator_version>%s", after_version),
+            (" AND originator_version<=%s", to_version),
+            (" AND notification_id>%s", after_position),
+        ):
+            if value:
+                sql += SQL(clause)
+                params.append(value)
+        sql += SQL(" ORDER BY originator_version")
+        if limit is not None:
+            sql += SQL(" LIMIT %s")
+            params.append(limit)
         with self.datastore.get_connection() as conn, conn.cursor() as c:
             # One statement: no BEGIN/ROLLBACK round trips around it (autocommit connection).
-            c.execute(sql + SQL(" ORDER BY originator_version"), params, prepare=True)
+            c.execute(sql, params, prepare=True)
             return [_postgres_notification(row) for row in c.fetchall()]
 
     def read_log_in(

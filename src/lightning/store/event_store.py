@@ -33,14 +33,24 @@ class EventStore:
         ]
 
     def load(
-        self, aggregate_id: UUID, *, to_version: int | None = None, after_version: int = 0
+        self,
+        aggregate_id: UUID,
+        *,
+        to_version: int | None = None,
+        after_version: int = 0,
+        after_position: int = 0,
+        limit: int | None = None,
     ) -> list[Envelope]:
-        return [
-            Envelope.from_notification(n)
-            for n in self.backend.read_stream(
-                aggregate_id, to_version=to_version, after_version=after_version
-            )
-        ]
+        """One aggregate's events in version order (see ``Backend.read_stream`` for the
+        bounds)."""
+        notifications = self.backend.read_stream(
+            aggregate_id,
+            to_version=to_version,
+            after_version=after_version,
+            after_position=after_position,
+            limit=limit,
+        )
+        return [Envelope.from_notification(n) for n in notifications]
 
     def read(
         self,
