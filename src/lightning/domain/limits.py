@@ -24,6 +24,9 @@ TOOLS_MAX = 64
 TOOL_NAME_MAX = 128
 REASON_MAX = 500
 EVENT_DATA_MAX_BYTES = 256 * 1024
+WORKFLOW_NODES_MAX = 200
+WORKFLOW_EDGES_MAX = 500
+NODE_CONFIG_MAX_BYTES = 16 * 1024
 EXPIRY_HORIZON = timedelta(days=3653)  # ten years
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)  # exclusive: times up to the end of 2999
