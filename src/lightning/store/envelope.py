@@ -1,5 +1,16 @@
 """The one event envelope (DESIGN §3): RabbitMQ body, webhook ``data``, GraphQL ``EventRecord``,
-CLI JSON line and export line. Domain events are mapped to and from it here and nowhere else."""
+CLI JSON line and export line. Domain events are mapped to and from it here and nowhere else.
+
+An envelope is always in the *current* shape: reading one (from the store, from a RabbitMQ body,
+from any dict) runs the stored ``data`` through the upcasters (``domain/upcasting.py``) and sets
+``schema_version`` to the version it was upcast to. So everything downstream — aggregates, replay
+and ``stateAt``, projections reading ``data`` by field name, GraphQL, the CLI, the relay's bodies
+(``wire_json``) — sees one shape, and none of them can forget to upcast. Chosen over keeping the
+stored shape beside an upcast view because DESIGN §3 makes the envelope one shape everywhere: a
+client that saw ``schema_version: 1`` data in one place and version 2 in another would have to
+carry upcasters of its own. Only the stored bytes keep the shape they were written in (history is
+immutable); a version newer than this code knows is left as it is, never downcast.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +21,13 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.persistence import Notification, StoredEvent
-from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer
+from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, model_validator
 
 from ..domain.messages import DomainEvent
 from ..domain.registry import event_from
+from ..domain.upcasting import upcast
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # what an envelope that names no schema_version was written at
 REDACTED_FIELDS = frozenset({"secret_hash", "previous_secret_hash"})
 
 
@@ -56,6 +68,13 @@ class Envelope(BaseModel):
     schema_version: int = SCHEMA_VERSION
     data: dict[str, Any]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _upcast(cls, value: Any) -> Any:
+        """The stored ``data`` in the current shape, ``schema_version`` with it. A malformed
+        envelope is left for validation to refuse."""
+        return _upcast_fields(value) if isinstance(value, dict) else value
+
     @field_serializer("occurred_at")
     def _serialise_time(self, value: datetime) -> str:
         return format_time(value)
@@ -80,7 +99,7 @@ class Envelope(BaseModel):
 
     def domain_event(self) -> DomainEvent | None:
         """The domain event, or None when this code does not know the type (ignored on replay)."""
-        return event_from(self.type, self.data)
+        return event_from(self.type, self.data, self.schema_version)
 
     def to_stored_event(self) -> StoredEvent:
         body = self.model_dump(mode="json", exclude={"position"})
@@ -153,15 +172,31 @@ def decode(notification: Notification) -> Envelope:
         return Undecodable.of(notification, f"{type(exc).__name__}: {str(exc)[:500]}")
 
 
+def _upcast_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """An envelope's fields with ``data`` upcast (the same dict when nothing changes)."""
+    type_, data = fields.get("type"), fields.get("data")
+    version = fields.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(type_, str) or not isinstance(data, dict) or type(version) is not int:
+        return fields
+    current, data = upcast(type_, version, data)
+    if current == version:
+        return fields
+    return {**fields, "schema_version": current, "data": data}
+
+
 def wire_json(stored: StoredEvent, position: int) -> tuple[bytes, dict[str, Any]]:
     """The public envelope's JSON for a stored event (``Envelope.public_json``), and its
     fields, without a round trip through the model: the stored state *is* the envelope minus
     its position (see ``to_stored_event``), so the position is spliced in — unless its data
-    holds a secret hash, when the redacted fields are written out again. For the relay, which
-    handles every event once more."""
-    fields = json.loads(stored.state)
+    is in an old shape (it is upcast) or holds a secret hash (the redacted fields are left
+    out), when the whole is written out again. For the relay, which handles every event once
+    more."""
+    stored_fields = json.loads(stored.state)
+    fields = _upcast_fields(stored_fields) if isinstance(stored_fields, dict) else stored_fields
     data = fields.get("data") if isinstance(fields, dict) else None
-    if isinstance(data, dict) and not REDACTED_FIELDS.isdisjoint(data):
+    if isinstance(data, dict) and (
+        fields is not stored_fields or not REDACTED_FIELDS.isdisjoint(data)
+    ):
         public = {**fields, "data": redacted(data), "position": position}
         return json.dumps(public, separators=(",", ":")).encode(), public
     body = stored.state.rstrip()
