@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import agent_names, agents, api_keys, consumers, workflows
+from . import agent_names, agents, api_keys, consumers, timers, workflows
 from .messages import DomainEvent
 from .upcasting import UPCASTERS, upcast
 
@@ -21,6 +21,9 @@ EVENT_CLASSES: dict[str, type[DomainEvent]] = {
         api_keys.ApiKeyExpired,
         api_keys.ApiKeyRevoked,
         consumers.EventSkipped,
+        timers.TimerScheduled,
+        timers.TimerFired,
+        timers.TimerCancelled,
         workflows.WorkflowCreated,
         workflows.WorkflowDraftUpdated,
         workflows.WorkflowPublishRequested,
