@@ -48,6 +48,7 @@ def test_events_replay_and_projections(sqlite_server: Server) -> None:
         "actor",
         "correlation_id",
         "causation_id",
+        "command_id",
         "schema_version",
         "data",
     }

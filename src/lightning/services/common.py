@@ -64,6 +64,7 @@ class Context:
     principal: Principal
     correlation_id: UUID = field(default_factory=uuid4)
     causation_id: UUID | None = None
+    command_id: UUID = field(default_factory=uuid4)  # unique per principal (applied_commands)
     now: Callable[[], datetime] = utc_now
     new_id: Callable[[], UUID] = uuid4
 
@@ -78,6 +79,7 @@ class Context:
             actor=self.principal.actor,
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
+            command_id=self.command_id,
         )
 
 

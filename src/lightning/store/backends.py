@@ -1,5 +1,6 @@
-"""Storage backends: eventsourcing's own SQLite and PostgreSQL application recorders, unmodified,
-plus the few reads they lack (a stream with its global positions)."""
+"""Storage backends: eventsourcing's own SQLite and PostgreSQL application recorders, extended
+only to write command rows with the events (``recorders.py``), plus the few reads they lack (a
+stream with its global positions, an applied command)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from eventsourcing.sqlite import SQLiteDatastore
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from .commands import SELECT_COMMAND, CommandRecord, record_of
 from .outages import FIRST_WAIT, is_transient
 from .pool import RecoveringDatastore
+from .recorders import PostgresCommandRecorder, SQLiteCommandRecorder
 
 EVENTS_TABLE = "stored_events"
 
@@ -84,6 +86,11 @@ class Backend(ABC):
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
+
+    def command(self, principal: str, command_id: UUID) -> CommandRecord | None:
+        """The command this principal applied with this id, if any (committed ones only)."""
+        rows = self.query(SELECT_COMMAND, (principal, str(command_id)))
+        return record_of(rows[0]) if rows else None
 
     def read_log(
         self, after: int, limit: int, *, upto: int | None = None, types: Sequence[str] = ()
@@ -179,7 +186,7 @@ class SQLiteBackend(Backend):
         # One datastore (one pool) for events and read models: its reader/writer interlocking
         # then covers both, instead of two pools contending for SQLite's single write lock.
         self.datastore = SQLiteDatastore(path, lock_timeout=30, pool_size=8)
-        self.recorder = SQLiteApplicationRecorder(self.datastore, EVENTS_TABLE)
+        self.recorder = SQLiteCommandRecorder(self.datastore, EVENTS_TABLE)
 
     def read_stream(
         self,
@@ -311,7 +318,7 @@ def _sqlite_notification(row: Any) -> Notification:
 
 class PostgresBackend(Backend):
     kind = "postgres"
-    recorder: PostgresApplicationRecorder
+    recorder: PostgresCommandRecorder
     _position = "notification_id"
     _position_select = "*"
 
@@ -335,7 +342,7 @@ class PostgresBackend(Backend):
             idle_in_transaction_session_timeout=30,
         )
         # Tables come from event_store/ (lightning db migrate), not from the recorder.
-        self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+        self.recorder = PostgresCommandRecorder(self.datastore, events_table_name=EVENTS_TABLE)
 
     def schema_ready(self) -> None:
         """Load the composite type the recorder inserts with (it exists once migrated)."""

@@ -21,7 +21,15 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.persistence import Notification, StoredEvent
-from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_serializer,
+    model_serializer,
+    model_validator,
+)
 
 from ..domain.messages import DomainEvent
 from ..domain.registry import event_from
@@ -65,6 +73,7 @@ class Envelope(BaseModel):
     actor: str
     correlation_id: UUID
     causation_id: UUID | None = None
+    command_id: UUID | None = None  # the command that produced it; events before it have none
     schema_version: int = SCHEMA_VERSION
     data: dict[str, Any]
 
@@ -74,6 +83,15 @@ class Envelope(BaseModel):
         """The stored ``data`` in the current shape, ``schema_version`` with it. A malformed
         envelope is left for validation to refuse."""
         return _upcast_fields(value) if isinstance(value, dict) else value
+
+    @model_serializer(mode="wrap")
+    def _omit_missing_command(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``command_id`` only where there is one: an event stored before commands carried
+        ids reads back, and leaves (``public``, ``wire_json``), in the shape it was written."""
+        fields: dict[str, Any] = handler(self)
+        if fields.get("command_id", 0) is None:
+            del fields["command_id"]
+        return fields
 
     @field_serializer("occurred_at")
     def _serialise_time(self, value: datetime) -> str:
@@ -213,6 +231,7 @@ class Metadata(BaseModel):
     actor: str
     correlation_id: UUID
     causation_id: UUID | None = None
+    command_id: UUID | None = None
 
 
 def pending(
@@ -236,6 +255,7 @@ def pending(
         actor=meta.actor,
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
+        command_id=meta.command_id,
         schema_version=event.schema_version,
         data=event.model_dump(mode="json", exclude_none=True),
     )

@@ -8,6 +8,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from .backends import Backend, Tx
+from .commands import CommandRecord
 from .envelope import Envelope, decode
 from .group_commit import GroupCommitWriter
 
@@ -22,12 +23,23 @@ class EventStore:
     ) -> None:
         self.backend = backend
         self._writer = GroupCommitWriter(
-            backend.recorder, max_batch_events=max_batch_events, on_commit=on_commit
+            backend.recorder,
+            max_batch_events=max_batch_events,
+            on_commit=on_commit,
+            find_command=backend.command,
         )
 
-    def append(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
-        """Store one command's events atomically; return them with their positions."""
-        positions = self._writer.append([e.to_stored_event() for e in envelopes])
+    def append(
+        self, envelopes: Sequence[Envelope], command: CommandRecord | None = None
+    ) -> list[Envelope]:
+        """Store one command's events atomically; return them with their positions.
+
+        With ``command`` (its position is ignored: the store sets it to the last event's), its
+        row is written in the same transaction, and an id this principal already applied
+        raises ``RepeatedCommand`` with the first result, appending nothing. Without events
+        nothing is stored, the command neither."""
+        stored = [e.to_stored_event() for e in envelopes]
+        positions = self._writer.append(stored, command)
         return [
             e.model_copy(update={"position": p}) for e, p in zip(envelopes, positions, strict=True)
         ]
@@ -101,6 +113,11 @@ class EventStore:
     def get(self, position: int) -> Envelope | None:
         found = self.read(position - 1, 1, upto=position)
         return found[0] if found else None
+
+    def command(self, principal: str, command_id: UUID) -> CommandRecord | None:
+        """The command ``principal`` applied with ``command_id``, with its result position;
+        None if it has not been (or is still being) applied."""
+        return self.backend.command(principal, command_id)
 
     def max_position(self) -> int:
         return self.backend.max_position()

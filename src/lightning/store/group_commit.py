@@ -6,6 +6,12 @@ so the commit cost (an fsync, and on PostgreSQL the table lock that keeps positi
 order) is paid once per batch instead of once per command. Each command's events stay atomic: if
 a batch fails on an optimistic-concurrency conflict, the writer retries its commands one by one so
 only the conflicting command fails.
+
+An append may carry its command's record (``commands.py``): the recorder writes it with the
+events, each command's position taken from its own last event. A batch that fails on a
+repeated command id is retried one by one too; the repeat alone fails, with ``RepeatedCommand``
+and the first result, told apart from a version conflict by looking the command up (it exists
+once the append that applied it committed, and that append held the lock ours waited for).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from eventsourcing.persistence import (
     ApplicationRecorder,
@@ -28,6 +35,7 @@ from eventsourcing.persistence import (
 )
 
 from ..domain.errors import ConcurrencyConflict, Unavailable
+from .commands import Claim, CommandRecord, RepeatedCommand
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Append:
     events: Sequence[StoredEvent]
+    command: CommandRecord | None = None
     done: threading.Event = field(default_factory=threading.Event)
     positions: list[int] = field(default_factory=list)
     error: Exception | None = None
@@ -47,8 +56,12 @@ class GroupCommitWriter:
         *,
         max_batch_events: int = 1000,
         on_commit: Callable[[int], None] | None = None,
+        find_command: Callable[[str, UUID], CommandRecord | None] | None = None,
     ) -> None:
+        """``find_command`` looks an applied command up; without it the recorder must not be
+        given commands (eventsourcing's own recorders ignore them)."""
         self._recorder = recorder
+        self._find_command = find_command
         self._max = max_batch_events
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
@@ -56,11 +69,17 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._closed = False
 
-    def append(self, events: Sequence[StoredEvent]) -> list[int]:
-        """Store the events atomically; return their positions. Blocks until committed."""
+    def append(
+        self, events: Sequence[StoredEvent], command: CommandRecord | None = None
+    ) -> list[int]:
+        """Store the events atomically, with ``command``'s row if given; return their
+        positions. Blocks until committed. Without events nothing is stored, not even the
+        command."""
+        if command is not None and self._find_command is None:
+            raise TypeError("this writer's recorder keeps no commands")
         if not events:
             return []
-        request = _Append(events)
+        request = _Append(events, command)
         with self._lock:
             if self._closed:
                 raise Unavailable("the event store is shutting down")
@@ -114,13 +133,26 @@ class GroupCommitWriter:
                 for request in batch:
                     self._commit([request])
                 return
-            error = _reported(exc)
+            error = self._repeat(exc, batch) or _reported(exc)
             for request in batch:
                 request.error = error
         else:
             self._notify(last)
         for request in batch:
             request.done.set()
+
+    def _repeat(self, exc: Exception, batch: list[_Append]) -> RepeatedCommand | None:
+        """A single command refused by the database because its id was applied before."""
+        command = batch[0].command
+        if len(batch) > 1 or command is None or not isinstance(exc, IntegrityError):
+            return None
+        assert self._find_command is not None  # checked in append()
+        try:
+            first = self._find_command(command.principal, command.command_id)
+        except Exception:  # unknown: a conflict is retried, and a retry finds the repeat
+            log.warning("could not look up command %s", command.command_id, exc_info=True)
+            return None
+        return None if first is None else RepeatedCommand(first)
 
     def _notify(self, position: int) -> None:
         if self._on_commit is None:
@@ -131,8 +163,14 @@ class GroupCommitWriter:
             log.exception("commit listener failed")
 
     def _insert(self, batch: list[_Append]) -> int:
-        events = [event for request in batch for event in request.events]
-        positions = list(self._recorder.insert_events(events) or [])
+        events: list[StoredEvent] = []
+        claims: list[Claim] = []
+        for request in batch:
+            events += request.events
+            if request.command is not None:
+                claims.append(Claim(request.command, last_event=len(events) - 1))
+        extra = {"commands": claims} if claims else {}
+        positions = list(self._recorder.insert_events(events, **extra) or [])
         if len(positions) != len(events):
             raise PersistenceError("the recorder did not return a position for every event")
         offset = 0
