@@ -127,3 +127,39 @@ def test_secrets_never_reach_the_store(lightning: Lightning) -> None:
     assert issued.secret is not None
     raw = [e.to_json() for e in lightning.store.iterate(0)]
     assert all(issued.secret not in line for line in raw)
+
+
+def test_a_command_id_applies_once_whoever_races(lightning: Lightning) -> None:
+    """Eight threads register with one command id: one agent, every caller told its result
+    (the losers of the name race included: the first application won it)."""
+    once = UUID(int=42)
+
+    def register(_: int) -> tuple[int, UUID]:
+        result = lightning.agents.register(
+            Context(SYSTEM, command_id=once),
+            name="once",
+            provider="grok",
+            model="grok-beta",
+        )
+        return result.position, result.agent.id
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = set(pool.map(register, range(8)))
+    assert len(answers) == 1
+    registered = [e for e in lightning.store.iterate(0) if e.type == "agent.registered"]
+    assert len(registered) == 1 and registered[0].command_id == once
+
+
+def test_a_repeated_key_command_answers_without_the_secret(lightning: Lightning) -> None:
+    ctx = Context(SYSTEM, command_id=UUID(int=7))
+    first = lightning.api_keys.issue(ctx, name="ci", role="viewer")
+    again = lightning.api_keys.issue(
+        Context(SYSTEM, command_id=UUID(int=7)), name="ci", role="viewer"
+    )
+    assert first.secret is not None and again.secret is None
+    assert (again.position, again.key.id) == (first.position, first.key.id)
+    other = Context(SYSTEM, command_id=UUID(int=8))
+    revoked = lightning.api_keys.revoke(other, first.key.id)
+    assert (
+        lightning.api_keys.revoke(Context(SYSTEM, command_id=UUID(int=8)), first.key.id) == revoked
+    )

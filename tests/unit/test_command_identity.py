@@ -16,7 +16,12 @@ def test_every_envelope_of_a_command_carries_its_command_id() -> None:
     ctx = Context(SYSTEM, command_id=UUID(int=7))
     envelopes = stamp(ctx, UUID(int=1), 0, [AgentRetired(name="coder"), AgentRetired(name="coder")])
     assert [e.command_id for e in envelopes] == [UUID(int=7)] * 2
-    assert Context(SYSTEM).command_id != Context(SYSTEM).command_id  # one per command
+    # Without a given id, each command (each context) gets a fresh one, and it is not claimed.
+    assert Context(SYSTEM).id != Context(SYSTEM).id
+    [minted] = stamp(Context(SYSTEM), UUID(int=1), 0, [AgentRetired(name="coder")])
+    assert minted.command_id is not None
+    assert Context(SYSTEM).claim(UUID(int=1)) is None
+    assert ctx.claim(UUID(int=1)) is not None
 
 
 def test_a_stored_command_id_round_trips() -> None:

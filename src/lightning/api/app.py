@@ -57,6 +57,8 @@ async def graphql_context(request: ASGIConnection[Any, Any, Any, Any]) -> dict[s
         return context
     if _wants_ide(request):
         return context  # GraphiQL's page itself is public; its requests carry the token
+    if "idempotency-key" in request.headers:
+        context["idempotency_key"] = request.headers["idempotency-key"]
     principal = await authenticate(app, bearer(request.headers.get("authorization")))
     if principal is None:
         raise NotAuthorizedException(

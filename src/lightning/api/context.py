@@ -8,7 +8,7 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import anyio.to_thread
 from strawberry.permission import BasePermission
@@ -16,6 +16,7 @@ from strawberry.types import Info
 
 from ..bootstrap import Lightning
 from ..domain.errors import Unauthenticated, ValidationFailed
+from ..domain.limits import control_characters
 from ..projections.queries import MAX_PAGE
 from ..services import Context, Principal
 from ..services.common import Permission
@@ -42,8 +43,29 @@ def principal_of(info: Info) -> Principal:
     return principal
 
 
-def ctx_of(info: Info) -> Context:
-    return Context(principal_of(info))
+_COMMAND_IDS = UUID("6f1d2c3b-4a59-4e8d-b7c6-0a1b2c3d4e5f")
+
+
+def ctx_of(info: Info, command_id: str | None = None) -> Context:
+    """The command's context: its principal, and the id the client gave it — ``commandId``,
+    else the request's ``Idempotency-Key`` (one mutation only, checked with the limits)."""
+    given = command_id if command_id is not None else info.context.get("idempotency_key")
+    return Context(principal_of(info), command_id=None if given is None else command_key(given))
+
+
+def command_key(value: str) -> UUID:
+    """A client's command id: a UUID as it is, any other key (1-128 characters, no control
+    characters) as the UUID it names."""
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or control_characters(value):
+        raise ValidationFailed(
+            "a command id (commandId, Idempotency-Key) has 1 to 128 characters, none of them"
+            " control characters",
+            details={"commandId": "invalid"},
+        )
+    try:
+        return UUID(value)
+    except ValueError:
+        return uuid5(_COMMAND_IDS, value)
 
 
 def uuid_arg(value: str, name: str = "id") -> UUID:

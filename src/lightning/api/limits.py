@@ -437,7 +437,13 @@ class ResourceLimits(SchemaExtension):
                 )
                 if over_http and context.operation_type.value == "subscription":
                     raise Refused("subscriptions run over a websocket (graphql-transport-ws)")
-                budget.measure(document, context.operation_name, context.variables)
+                measured = budget.measure(document, context.operation_name, context.variables)
+                keyed = isinstance(context.context, dict) and "idempotency_key" in context.context
+                if keyed and (context.operation_type.value != "mutation" or measured.fields != 1):
+                    raise Refused(
+                        "an Idempotency-Key applies to a request with exactly one mutation;"
+                        " give each of several mutations its own commandId"
+                    )
             except Refused as exc:
                 context.pre_execution_errors = [refusal(str(exc))]
             else:

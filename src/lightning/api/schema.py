@@ -245,37 +245,43 @@ class Mutation:
     @strawberry.mutation(permission_classes=[CanOperate])
     async def register_agent(self, info: Info, input: RegisterAgentInput) -> RegisterAgentPayload:
         fields = strawberry.asdict(input)
-        result = await run(app_of(info).agents.register, ctx_of(info), **fields)
+        del fields["command_id"]
+        ctx = ctx_of(info, input.command_id)
+        result = await run(app_of(info).agents.register, ctx, **fields)
         return RegisterAgentPayload(position=result.position, agent=Agent.from_state(result.agent))
 
     @strawberry.mutation(permission_classes=[CanOperate])
     async def reconfigure_agent(
         self, info: Info, input: ReconfigureAgentInput
     ) -> ReconfigureAgentPayload:
-        changes = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
-        result = await run(
-            app_of(info).agents.reconfigure, ctx_of(info), uuid_arg(input.id), **changes
-        )
+        changes = {
+            k: v
+            for k, v in strawberry.asdict(input).items()
+            if v is not None and k not in ("id", "command_id")
+        }
+        ctx = ctx_of(info, input.command_id)
+        result = await run(app_of(info).agents.reconfigure, ctx, uuid_arg(input.id), **changes)
         return ReconfigureAgentPayload(
             position=result.position, agent=Agent.from_state(result.agent)
         )
 
     @strawberry.mutation(permission_classes=[CanOperate])
-    async def retire_agent(self, info: Info, id: strawberry.ID) -> RetireAgentPayload:
-        result = await run(app_of(info).agents.retire, ctx_of(info), uuid_arg(id))
+    async def retire_agent(
+        self, info: Info, id: strawberry.ID, command_id: str | None = None
+    ) -> RetireAgentPayload:
+        result = await run(app_of(info).agents.retire, ctx_of(info, command_id), uuid_arg(id))
         return RetireAgentPayload(position=result.position, agent=Agent.from_state(result.agent))
 
     @strawberry.mutation(permission_classes=[CanAdminister])
     async def issue_api_key(self, info: Info, input: IssueApiKeyInput) -> IssueApiKeyPayload:
         result = await run(
             app_of(info).api_keys.issue,
-            ctx_of(info),
+            ctx_of(info, input.command_id),
             name=input.name,
             role=input.role,
             expires_at=input.expires_at,
             rotation_policy=input.rotation_policy,
         )
-        assert result.secret is not None
         return IssueApiKeyPayload(
             secret=result.secret, position=result.position, api_key=ApiKey.from_state(result.key)
         )
@@ -287,24 +293,25 @@ class Mutation:
         id: strawberry.ID,
         grace_period_seconds: int | None = None,
         compromised: bool = False,
+        command_id: str | None = None,
     ) -> RotateApiKeyPayload:
         result = await run(
             app_of(info).api_keys.rotate,
-            ctx_of(info),
+            ctx_of(info, command_id),
             uuid_arg(id),
             grace_period_seconds=grace_period_seconds,
             compromised=compromised,
         )
-        assert result.secret is not None
         return RotateApiKeyPayload(
             secret=result.secret, position=result.position, api_key=ApiKey.from_state(result.key)
         )
 
     @strawberry.mutation(permission_classes=[CanAdminister])
     async def revoke_api_key(
-        self, info: Info, id: strawberry.ID, reason: str = ""
+        self, info: Info, id: strawberry.ID, reason: str = "", command_id: str | None = None
     ) -> RevokeApiKeyPayload:
-        result = await run(app_of(info).api_keys.revoke, ctx_of(info), uuid_arg(id), reason=reason)
+        ctx = ctx_of(info, command_id)
+        result = await run(app_of(info).api_keys.revoke, ctx, uuid_arg(id), reason=reason)
         return RevokeApiKeyPayload(position=result.position, api_key=ApiKey.from_state(result.key))
 
 

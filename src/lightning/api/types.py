@@ -296,6 +296,11 @@ class RegisterAgentInput:
     max_tokens: int = 4096
     system_prompt: str = ""
     tools: list[str] = strawberry.field(default_factory=list)
+    command_id: str | None = strawberry.field(
+        default=None,
+        description="your id for this command: sent again, it is not applied again and answers"
+        " its first result (secret: null)",
+    )
 
 
 @strawberry.input
@@ -309,6 +314,11 @@ class ReconfigureAgentInput:
     max_tokens: int | None = None
     system_prompt: str | None = None
     tools: list[str] | None = None
+    command_id: str | None = strawberry.field(
+        default=None,
+        description="your id for this command: sent again, it is not applied again and answers"
+        " its first result (secret: null)",
+    )
 
 
 @strawberry.input
@@ -317,6 +327,11 @@ class IssueApiKeyInput:
     role: str
     expires_at: datetime | None = None
     rotation_policy: str | None = None
+    command_id: str | None = strawberry.field(
+        default=None,
+        description="your id for this command: sent again, it is not applied again and answers"
+        " its first result (secret: null)",
+    )
 
 
 # ---- payloads -----------------------------------------------------------------------------------
@@ -342,14 +357,14 @@ class RetireAgentPayload:
 
 @strawberry.type
 class IssueApiKeyPayload:
-    secret: str
+    secret: str | None = strawberry.field(description="shown once: null when the command repeats")
     position: int
     api_key: ApiKey
 
 
 @strawberry.type
 class RotateApiKeyPayload:
-    secret: str
+    secret: str | None = strawberry.field(description="shown once: null when the command repeats")
     position: int
     api_key: ApiKey
 

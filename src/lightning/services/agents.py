@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,11 +10,22 @@ from uuid import UUID
 
 from ..domain import agent_names, agents
 from ..domain.catalogue import Catalogue
-from ..domain.errors import NotFound, ValidationFailed
+from ..domain.errors import Conflict, NotFound, ValidationFailed
 from ..domain.messages import DomainEvent
+from ..store.commands import CommandRecord
 from ..store.envelope import Envelope
 from ..store.event_store import EventStore
-from .common import Context, Loaded, load, parse, retry_on_conflict, stamp
+from .common import (
+    Context,
+    Loaded,
+    applied,
+    as_of,
+    load,
+    parse,
+    repeated,
+    retry_on_conflict,
+    stamp,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class AgentService:
     def register(self, ctx: Context, **fields: object) -> AgentResult:
         ctx.principal.require("operate")
         command = parse(agents.RegisterAgent, agent_id=ctx.new_id(), **fields)
-        return self._register(ctx, command)
+        return self._once(ctx, lambda: self._register(ctx, command))
 
     def _register(self, ctx: Context, command: agents.RegisterAgent) -> AgentResult:
         # The id was minted (uuid4) for this command, so its stream is empty on the first try:
@@ -60,16 +72,35 @@ class AgentService:
         if events:
             name = envelopes[0].data["name"]
             envelopes = self._reserve(ctx, name, command.agent_id) + envelopes
-        return self._commit(current, envelopes, command.agent_id)
+        return self._commit(ctx, current, envelopes, command.agent_id)
 
     def reconfigure(self, ctx: Context, agent_id: UUID, **changes: object) -> AgentResult:
         ctx.principal.require("operate")
         command = parse(agents.ReconfigureAgent, agent_id=agent_id, **changes)
-        return self._decide(ctx, command)
+        return self._once(ctx, lambda: self._decide(ctx, command))
 
     def retire(self, ctx: Context, agent_id: UUID) -> AgentResult:
         ctx.principal.require("operate")
-        return self._decide(ctx, agents.RetireAgent(agent_id=agent_id))
+        return self._once(ctx, lambda: self._decide(ctx, agents.RetireAgent(agent_id=agent_id)))
+
+    def _once(self, ctx: Context, handle: Callable[[], AgentResult]) -> AgentResult:
+        """A command with an id this principal already applied answers its first result."""
+        first = applied(self.store, ctx)
+        if first is None:
+            try:
+                return handle()
+            except Conflict as conflict:
+                # The same id applied meanwhile, elsewhere: its append refused ours, or it
+                # won a race on something ours needed too (the name).
+                first = repeated(self.store, ctx, conflict)
+        return self._first(first)
+
+    def _first(self, record: CommandRecord) -> AgentResult:
+        envelopes = as_of(self.store, record)
+        fold = _fold(record.aggregate_id)
+        state = load(self.store, record.aggregate_id, fold, None, envelopes).state
+        assert state is not None  # the command registered or changed this agent
+        return AgentResult(record.position, state)
 
     @retry_on_conflict
     def _decide(
@@ -87,7 +118,7 @@ class AgentService:
                 assert event.name is not None
                 envelopes = self._reserve(ctx, event.name, command.agent_id) + envelopes
                 envelopes += self._release(ctx, old_name, command.agent_id)
-        return self._commit(current, envelopes, command.agent_id)
+        return self._commit(ctx, current, envelopes, command.agent_id)
 
     # ---- reads ------------------------------------------------------------------------------
 
@@ -130,12 +161,16 @@ class AgentService:
         return stamp(ctx, rid, current.version, agent_names.release(current.state, name, agent_id))
 
     def _commit(
-        self, current: Loaded[agents.Agent | None], envelopes: list[Envelope], agent_id: UUID
+        self,
+        ctx: Context,
+        current: Loaded[agents.Agent | None],
+        envelopes: list[Envelope],
+        agent_id: UUID,
     ) -> AgentResult:
         if not envelopes:  # already satisfied: nothing new, report where the agent stands
             assert current.state is not None
             return AgentResult(current.envelopes[-1].position, current.state)
-        stored = self.store.append(envelopes)
+        stored = self.store.append(envelopes, command=ctx.claim(agent_id))
         mine = [e for e in stored if e.aggregate_id == agent_id]
         state = load(self.store, agent_id, _fold(agent_id), None, current.envelopes + mine).state
         assert state is not None

@@ -12,10 +12,22 @@ from typing import Any
 from uuid import UUID
 
 from ..domain import api_keys
-from ..domain.errors import NotFound
+from ..domain.errors import Conflict, NotFound
 from ..domain.messages import DomainEvent
 from ..store.event_store import EventStore
-from .common import Context, Loaded, Principal, load, parse, retry_on_conflict, stamp, utc_now
+from .common import (
+    Context,
+    Loaded,
+    Principal,
+    applied,
+    as_of,
+    load,
+    parse,
+    repeated,
+    retry_on_conflict,
+    stamp,
+    utc_now,
+)
 
 TOKEN_PREFIX = "lk_"  # noqa: S105 (a prefix, not a secret)
 _TOKEN = re.compile(r"^lk_([0-9a-f]{32})_[A-Za-z0-9_-]{43}$")
@@ -111,8 +123,25 @@ class ApiKeyService:
         ctx.principal.require("administer")
         return self._handle(ctx, api_keys.ExpireApiKey(key_id=key_id, at=ctx.at))
 
-    @retry_on_conflict
     def _handle(
+        self, ctx: Context, command: api_keys.ApiKeyCommand, secret: str | None = None
+    ) -> KeyResult:
+        """Apply once: a command with an id this principal already applied answers its first
+        result, without the secret it revealed then (DESIGN §6: ``secret: null``)."""
+        first = applied(self.store, ctx)
+        if first is None:
+            try:
+                return self._apply(ctx, command, secret)
+            except Conflict as conflict:  # the same id applied meanwhile, elsewhere
+                first = repeated(self.store, ctx, conflict)
+        envelopes = as_of(self.store, first)
+        fold = _fold(first.aggregate_id)
+        state = load(self.store, first.aggregate_id, fold, None, envelopes).state
+        assert state is not None
+        return KeyResult(first.position, state)
+
+    @retry_on_conflict
+    def _apply(
         self, ctx: Context, command: api_keys.ApiKeyCommand, secret: str | None = None
     ) -> KeyResult:
         current = self._load(command.key_id)
@@ -120,7 +149,8 @@ class ApiKeyService:
         if not events:
             assert current.state is not None
             return KeyResult(current.envelopes[-1].position, current.state)
-        stored = self.store.append(stamp(ctx, command.key_id, current.version, events))
+        envelopes = stamp(ctx, command.key_id, current.version, events)
+        stored = self.store.append(envelopes, command=ctx.claim(command.key_id))
         state = load(
             self.store, command.key_id, _fold(command.key_id), None, current.envelopes + stored
         ).state

@@ -18,9 +18,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..domain.errors import ConcurrencyConflict, Forbidden
+from ..domain.errors import ConcurrencyConflict, Conflict, Forbidden
 from ..domain.limits import check_event_size
 from ..domain.messages import Command, DomainEvent
+from ..store.commands import CommandRecord, RepeatedCommand
 from ..store.envelope import Envelope, Metadata, pending
 from ..store.event_store import EventStore
 
@@ -59,12 +60,17 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class Context:
     """Everything a command needs from outside the domain; tests pin ``now`` and ``new_id``.
-    One per command: its time and correlation id are that command's."""
+    One per command: its time and correlation id are that command's.
+
+    ``command_id`` is the id a client gave (``commandId``, ``Idempotency-Key``) or a saga
+    derived: such a command is applied once per principal — the store records it with its
+    events, and a repeat answers the first result. Without one, the command gets a fresh id
+    (unique by construction, so not recorded)."""
 
     principal: Principal
     correlation_id: UUID = field(default_factory=uuid4)
     causation_id: UUID | None = None
-    command_id: UUID = field(default_factory=uuid4)  # unique per principal (applied_commands)
+    command_id: UUID | None = None
     now: Callable[[], datetime] = utc_now
     new_id: Callable[[], UUID] = uuid4
 
@@ -73,14 +79,48 @@ class Context:
         """The command's time: read once, so all its events (and its checks) share it."""
         return self.now()
 
+    @functools.cached_property
+    def id(self) -> UUID:
+        """The id every event of this command carries."""
+        return self.command_id or uuid4()
+
     @property
     def meta(self) -> Metadata:
         return Metadata(
             actor=self.principal.actor,
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
-            command_id=self.command_id,
+            command_id=self.id,
         )
+
+    def claim(self, aggregate_id: UUID) -> CommandRecord | None:
+        """The record the store keeps of this command, when it must be applied only once."""
+        if self.command_id is None:
+            return None
+        return CommandRecord(self.principal.actor, self.command_id, aggregate_id)
+
+
+def applied(store: EventStore, ctx: Context) -> CommandRecord | None:
+    """The first result of this command, when the principal already applied its id."""
+    if ctx.command_id is None:
+        return None
+    return store.command(ctx.principal.actor, ctx.command_id)
+
+
+def repeated(store: EventStore, ctx: Context, conflict: Conflict) -> CommandRecord:
+    """The first result when ``conflict`` came from this command's id being applied meanwhile
+    (its append was refused, or the first application won a race ours lost); else re-raise."""
+    if isinstance(conflict, RepeatedCommand):
+        return conflict.first
+    first = applied(store, ctx)
+    if first is None:
+        raise conflict
+    return first
+
+
+def as_of(store: EventStore, record: CommandRecord) -> list[Envelope]:
+    """The command's aggregate as the command left it: its events up to the result."""
+    return [e for e in store.load(record.aggregate_id) if e.position <= record.position]
 
 
 S = TypeVar("S")
