@@ -10,7 +10,7 @@ from uuid import UUID
 
 from ..domain import agent_names, agents
 from ..domain.catalogue import Catalogue
-from ..domain.errors import Conflict, NotFound, ValidationFailed
+from ..domain.errors import NotFound, ValidationFailed
 from ..domain.messages import DomainEvent
 from ..store.commands import CommandRecord
 from ..store.envelope import Envelope
@@ -18,11 +18,10 @@ from ..store.event_store import EventStore
 from .common import (
     Context,
     Loaded,
-    applied,
     as_of,
     load,
+    once,
     parse,
-    repeated,
     retry_on_conflict,
     stamp,
 )
@@ -84,16 +83,7 @@ class AgentService:
         return self._once(ctx, lambda: self._decide(ctx, agents.RetireAgent(agent_id=agent_id)))
 
     def _once(self, ctx: Context, handle: Callable[[], AgentResult]) -> AgentResult:
-        """A command with an id this principal already applied answers its first result."""
-        first = applied(self.store, ctx)
-        if first is None:
-            try:
-                return handle()
-            except Conflict as conflict:
-                # The same id applied meanwhile, elsewhere: its append refused ours, or it
-                # won a race on something ours needed too (the name).
-                first = repeated(self.store, ctx, conflict)
-        return self._first(first)
+        return once(self.store, ctx, handle, self._first)
 
     def _first(self, record: CommandRecord) -> AgentResult:
         envelopes = as_of(self.store, record)

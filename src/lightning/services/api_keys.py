@@ -12,18 +12,18 @@ from typing import Any
 from uuid import UUID
 
 from ..domain import api_keys
-from ..domain.errors import Conflict, NotFound
+from ..domain.errors import NotFound
 from ..domain.messages import DomainEvent
+from ..store.commands import CommandRecord
 from ..store.event_store import EventStore
 from .common import (
     Context,
     Loaded,
     Principal,
-    applied,
     as_of,
     load,
+    once,
     parse,
-    repeated,
     retry_on_conflict,
     stamp,
     utc_now,
@@ -126,19 +126,16 @@ class ApiKeyService:
     def _handle(
         self, ctx: Context, command: api_keys.ApiKeyCommand, secret: str | None = None
     ) -> KeyResult:
-        """Apply once: a command with an id this principal already applied answers its first
-        result, without the secret it revealed then (DESIGN §6: ``secret: null``)."""
-        first = applied(self.store, ctx)
-        if first is None:
-            try:
-                return self._apply(ctx, command, secret)
-            except Conflict as conflict:  # the same id applied meanwhile, elsewhere
-                first = repeated(self.store, ctx, conflict)
-        envelopes = as_of(self.store, first)
-        fold = _fold(first.aggregate_id)
-        state = load(self.store, first.aggregate_id, fold, None, envelopes).state
+        return once(self.store, ctx, lambda: self._apply(ctx, command, secret), self._first)
+
+    def _first(self, record: CommandRecord) -> KeyResult:
+        """A repeat's answer: the first result, without the secret it revealed then (DESIGN
+        §6: ``secret: null``)."""
+        envelopes = as_of(self.store, record)
+        fold = _fold(record.aggregate_id)
+        state = load(self.store, record.aggregate_id, fold, None, envelopes).state
         assert state is not None
-        return KeyResult(first.position, state)
+        return KeyResult(record.position, state)
 
     @retry_on_conflict
     def _apply(

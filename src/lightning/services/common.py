@@ -107,6 +107,27 @@ def applied(store: EventStore, ctx: Context) -> CommandRecord | None:
     return store.command(ctx.principal.actor, ctx.command_id)
 
 
+R = TypeVar("R")
+
+
+def once(
+    store: EventStore,
+    ctx: Context,
+    handle: Callable[[], R],
+    answer: Callable[[CommandRecord], R],
+) -> R:
+    """Run a command's handler once per given id: a command this principal already applied —
+    before, or meanwhile elsewhere (its append refused ours, or it won a race ours lost, on
+    the agent's name say) — is ``answer``ed from its first result instead."""
+    first = applied(store, ctx)
+    if first is None:
+        try:
+            return handle()
+        except Conflict as conflict:
+            first = repeated(store, ctx, conflict)
+    return answer(first)
+
+
 def repeated(store: EventStore, ctx: Context, conflict: Conflict) -> CommandRecord:
     """The first result when ``conflict`` came from this command's id being applied meanwhile
     (its append was refused, or the first application won a race ours lost); else re-raise."""
