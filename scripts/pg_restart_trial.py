@@ -208,7 +208,7 @@ class Trial:
             async with connection:
                 env = self.env
                 topology = Topology(env["LIGHTNING_EXCHANGE"], env["LIGHTNING_QUEUE_PREFIX"], 5)
-                await topology.delete(connection, ("projections",))
+                await topology.delete(connection, ("projections", "sagas"))
 
         asyncio.run(delete())
 

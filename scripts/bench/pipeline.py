@@ -549,7 +549,9 @@ class Cluster:
     async def delete_topology(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            await Topology.from_settings(self.settings()).delete(connection, ("projections",))
+            await Topology.from_settings(self.settings()).delete(
+                connection, ("projections", "sagas")
+            )
 
 
 def migrate(url: str) -> None:

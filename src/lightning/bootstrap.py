@@ -2,16 +2,20 @@
 (embedded) workers from a Settings object. Nothing connects anywhere until ``Lightning.open`` is
 called; the CLI, the HTTP app, the workers and the tests all build through here.
 
-The consumer kinds are registered here (``consumers/`` knows none of them): today the projection
-builders; the worker command picks among them by name.
+The consumer kinds are registered here (``consumers/`` knows none of them): the projection
+builders and the saga coordinators; the worker command picks among them by name. A kind that
+keeps the pending-timer index also runs the timer scheduler beside its consumer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Self
+from datetime import datetime
+from typing import Any, Self
+from uuid import UUID
 
 from .bus.inprocess import InProcessBus
 from .config import Settings
@@ -21,13 +25,21 @@ from .consumers import (
     ParkedEvent,
     Progress,
     RetryPolicy,
+    RetryResult,
     open_tracking_store,
 )
 from .consumers.inprocess import ConsumerThread
+from .consumers.timers import Scheduler
 from .domain.catalogue import Catalogue
 from .domain.consumers import REASON_MAX, SkippedEvent
+from .domain.errors import ValidationFailed
 from .projections import ReadModels, projection_builders
-from .services import AgentService, ApiKeyService, ConsumerLogService, Context
+from .sagas import Saga, SagaQueries, SagaView, all_sagas, saga_coordinators, saga_types
+from .sagas import operations as saga_operations
+from .services import SYSTEM, AgentService, ApiKeyService, ConsumerLogService, Context
+from .services.common import utc_now
+from .services.timers import TimerService
+from .services.workflows import WorkflowService
 from .store import Backend, EventStore, PostgresBackend, open_backend
 from .store.migrations import Migrator
 
@@ -40,9 +52,11 @@ def catalogue_from(settings: Settings) -> Catalogue:
     return Catalogue({p: tuple(models) for p, models in settings.model_catalogue.items()})
 
 
-def consumer_kinds() -> list[ConsumerKind]:
+def consumer_kinds(
+    store: EventStore, catalogue: Catalogue, clock: Callable[[], datetime] = utc_now
+) -> list[ConsumerKind]:
     """Every consumer kind, in the order ``worker all`` starts them."""
-    return [projection_builders()]
+    return [projection_builders(), saga_coordinators(store, catalogue, clock)]
 
 
 def prepare_schema(backend: Backend) -> None:
@@ -64,12 +78,21 @@ class Lightning:
     read_models: ReadModels
     agents: AgentService
     api_keys: ApiKeyService
+    workflows: WorkflowService
+    timers: TimerService
     consumer_log: ConsumerLogService
+    sagas: SagaQueries
+    catalogue: Catalogue
+    clock: Callable[[], datetime] = utc_now
     bus: InProcessBus | None = None
     threads: list[ConsumerThread] = field(default_factory=list)
+    _background: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, settings: Settings | None = None) -> Self:
+    def open(
+        cls, settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
+    ) -> Self:
+        """``clock``: what sagas and the timer scheduler take for now (tests freeze it)."""
         settings = settings or Settings()
         backend = open_backend(settings.database_url, pool_size=settings.postgres_pool_size)
         try:
@@ -84,8 +107,9 @@ class Lightning:
                 bus.notify(position)
 
         store = EventStore(backend, max_batch_events=settings.max_batch_events, on_commit=on_commit)
+        catalogue = catalogue_from(settings)
         consumers = Consumers(
-            consumer_kinds(),
+            consumer_kinds(store, catalogue, clock),
             open_tracking_store(backend),
             store,
             policy=RetryPolicy(
@@ -99,9 +123,14 @@ class Lightning:
             store=store,
             consumers=consumers,
             read_models=ReadModels(backend),
-            agents=AgentService(store, catalogue_from(settings)),
+            agents=AgentService(store, catalogue),
             api_keys=ApiKeyService(store, admin_secret),
+            workflows=WorkflowService(store),
+            timers=TimerService(store),
             consumer_log=ConsumerLogService(store),
+            sagas=SagaQueries(backend, saga_types()),
+            catalogue=catalogue,
+            clock=clock,
         )
         if not settings.is_distributed:
             app.bus = InProcessBus(store)
@@ -114,12 +143,36 @@ class Lightning:
             raise RuntimeError(
                 "embedded workers need the in-process bus (LIGHTNING_AMQP_URL unset)"
             )
-        for kind in self.consumers.kinds:
-            thread = ConsumerThread(self.consumers.build(kind))
+        for kind in self.consumers.kinds.values():
+            thread = ConsumerThread(self.consumers.build(kind.name))
             self.bus.subscribe(thread)
             self.threads.append(thread)
             thread.start()
+            if kind.runs_timers:
+                self.start_scheduler()
         self.bus.start()
+
+    def scheduler(self) -> Scheduler:
+        """The durable-timer scheduler: fires what is due through the timer's own stream (so
+        it fires once, however many schedulers run), woken when the timer index changes."""
+        scheduler = Scheduler(self.store.backend, self._fire, clock=self.clock)
+        self.consumers.on_progress(
+            lambda handler, _position: scheduler.wake() if handler == "timers" else None
+        )
+        return scheduler
+
+    def start_scheduler(self) -> threading.Event:
+        """Run a scheduler on a thread of its own until ``close`` (or the returned event)."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.scheduler().run, args=(stop,), name="timer-scheduler", daemon=True
+        )
+        self._background.append((thread, stop))
+        thread.start()
+        return stop
+
+    def _fire(self, timer: UUID, _due: datetime) -> None:
+        self.timers.fire(Context(SYSTEM, now=self.clock), timer)
 
     def skip_recorder(self, ctx: Context, reason: str) -> _SkipRecorder:
         """What ``consumers.skip_parked`` calls to record a skip as ``consumer.event_skipped``
@@ -127,12 +180,49 @@ class Lightning:
         ctx.principal.require("administer")
         return _SkipRecorder(self.consumer_log, ctx, reason[:REASON_MAX])
 
+    # ---- what operators do about sagas ----------------------------------------------------------
+
+    def saga_instance(self, instance: str, saga_type: str | None = None) -> SagaView:
+        """The one instance with this id (of ``saga_type``, when several types have one)."""
+        found = self.sagas.get(instance, saga_type)
+        if len(found) > 1:
+            types = ", ".join(v.type for v in found)
+            raise ValidationFailed(
+                f"{instance} is an instance of several sagas ({types}): give its type",
+                details={"type": types},
+            )
+        return found[0]
+
+    def retry_saga(
+        self, instance: str, saga_type: str | None = None, *, dry_run: bool = False
+    ) -> list[RetryResult]:
+        view = self.saga_instance(instance, saga_type)
+        return saga_operations.retry(self.consumers, _saga(view.type), view.id, dry_run=dry_run)
+
+    def abort_saga(
+        self, ctx: Context, instance: str, saga_type: str | None = None, reason: str = ""
+    ) -> saga_operations.Aborted:
+        view = self.saga_instance(instance, saga_type)
+        return saga_operations.abort(
+            self.consumers,
+            self.store,
+            self.catalogue,
+            _saga(view.type),
+            view.id,
+            ctx,
+            self.skip_recorder(ctx, reason or "saga aborted"),
+        )
+
     def close(self) -> None:
         if self.bus is not None:
             self.bus.stop()
         for thread in self.threads:
             thread.stop()
         self.threads.clear()
+        for background, stop in self._background:
+            stop.set()
+            background.join(timeout=10)
+        self._background.clear()
         self.store.close()
 
     def __enter__(self) -> Self:
@@ -140,6 +230,10 @@ class Lightning:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _saga(name: str) -> Saga[Any]:
+    return next(s for s in all_sagas() if s.name == name)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ separated list); unset in production, where each check is a set lookup and nothi
 
 * ``relay.after_confirm``: the relay kills itself (SIGKILL, as ``kill -9`` would) the first time
   the broker has confirmed a batch whose position it has not recorded yet.
+* ``saga.after_step``: a saga worker kills itself (SIGKILL) right after committing a batch in
+  which a saga sent a command: between two steps of a saga.
 * ``apply:<handler>:<key>``: the consumer handler ``<handler>`` (a projection such as ``agents``)
   fails on every event of ``<key>`` (an aggregate id), as a bug or bad data would make it.
 """

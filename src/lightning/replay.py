@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from .domain import agent_names, agents, api_keys, consumers
+from .domain import agent_names, agents, api_keys, consumers, timers, workflows
 from .domain.errors import NotFound, ValidationFailed
 from .domain.messages import DomainEvent
 from .store.envelope import REDACTED_FIELDS
@@ -31,6 +31,8 @@ def _folds(aggregate_id: UUID) -> dict[str, tuple[Evolve, Any]]:
         "api_key": (lambda s, e: api_keys.evolve(s, e, aggregate_id), None),
         "agent_name": (agent_names.evolve, agent_names.NameReservation()),
         "consumer": (consumers.evolve, consumers.SkipLog()),
+        "workflow": (lambda s, e: workflows.evolve(s, e, aggregate_id), None),
+        "timer": (lambda s, e: timers.evolve(s, e, aggregate_id), None),
     }
 
 

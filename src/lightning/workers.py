@@ -42,7 +42,21 @@ def tasks_for(app: Lightning, name: str, stop: asyncio.Event) -> Awaitable[None]
     if name == RELAY:
         return Relay(app.settings, app.store).run(stop)
     # One queue per consumer kind; the consumer reports each handler's status itself.
-    return QueueConsumer(app.settings, app.consumers.build(name)).run(stop)
+    consumer = QueueConsumer(app.settings, app.consumers.build(name)).run(stop)
+    if not app.consumers.kind(name).runs_timers:
+        return consumer
+    return _with_scheduler(app, consumer, stop)
+
+
+async def _with_scheduler(app: Lightning, consumer: Awaitable[None], stop: asyncio.Event) -> None:
+    """A kind that keeps the pending-timer index also fires the timers, on a thread of its own.
+    Every such worker runs one (a standby too: firing is exactly once however many race, and
+    a standby's scheduler keeps firing while the active consumer is down)."""
+    stopped = app.start_scheduler()
+    try:
+        await consumer
+    finally:
+        stopped.set()
 
 
 async def run_workers(app: Lightning, names: Sequence[str]) -> None:

@@ -177,7 +177,9 @@ async def delete_topology(amqp_url: str, exchange: str, prefix: str) -> None:
 
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        await Topology(exchange, prefix, delivery_limit=5).delete(connection, ("projections",))
+        await Topology(exchange, prefix, delivery_limit=5).delete(
+            connection, ("projections", "sagas")
+        )
 
 
 @pytest.fixture

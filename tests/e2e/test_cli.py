@@ -69,7 +69,7 @@ def test_events_replay_and_projections(sqlite_server: Server) -> None:
 
     status = sqlite_server.cli("projections", "status", "--json")
     names = {json.loads(line)["name"] for line in status.stdout.splitlines()}
-    assert names == {"agents", "api_keys", "audit_log"}
+    assert names == {"agents", "api_keys", "audit_log", "workflows"}
 
 
 def test_cli_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:

@@ -99,7 +99,9 @@ class Cluster:
     async def _delete_topology(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
-            await Topology.from_settings(self.settings()).delete(connection, ("projections",))
+            await Topology.from_settings(self.settings()).delete(
+                connection, ("projections", "sagas")
+            )
 
     async def dead_letters(self) -> list[bytes]:
         """Take every message out of the projection builders' dead-letter queue."""
@@ -128,12 +130,19 @@ class Cluster:
             )
 
 
-def wait_caught_up(app: Lightning, cluster: Cluster | None = None, timeout: float = 60) -> int:
-    """Wait until every projection has applied the store's head; return it."""
+def wait_caught_up(
+    app: Lightning,
+    cluster: Cluster | None = None,
+    timeout: float = 60,
+    kinds: Sequence[str] = ("projections",),
+) -> int:
+    """Wait until every handler of ``kinds`` (the read models) has applied the store's head;
+    return it."""
     deadline = time.monotonic() + timeout
+    names = [n for kind in kinds for n in app.consumers.handler_names(kind)]
     while True:
         head = app.store.max_position()
-        positions = {n: app.consumers.tracking.position(n) for n in app.consumers.handler_names()}
+        positions = {n: app.consumers.tracking.position(n) for n in names}
         if all(p >= head for p in positions.values()):
             return head
         if time.monotonic() > deadline:

@@ -326,8 +326,13 @@ def test_poison_event_parks_its_aggregate_through_a_kill_and_is_healed(
     agents = {r["id"] for r in app.consumers.tracking.read("SELECT id FROM agents")}
     assert len(agents) == 150 and str(target) not in agents
     assert app.consumers.tracking.position("audit_log") == head
-    status = {s.name: s.status for s in app.consumers.statuses()}
-    assert status == {"agents": "degraded", "api_keys": "running", "audit_log": "running"}
+    status = {s.name: s.status for s in app.consumers.statuses("projections")}
+    assert status == {
+        "agents": "degraded",
+        "api_keys": "running",
+        "audit_log": "running",
+        "workflows": "running",
+    }
 
     listed = cli(cluster, "consumers", "parked", "--json")
     assert [json.loads(line)["position"] for line in listed.stdout.splitlines()] == target_positions

@@ -147,7 +147,7 @@ def test_retry_parked_dry_run_changes_nothing_then_heals(lightning: Lightning) -
     lightning.agents.reconfigure(CTX, poisoned, temperature=0.3)
     run_to_head(consumer)
     assert_agents_equal_fold_of_log(lightning)
-    assert {s.status for s in consumers.statuses()} == {"running"}
+    assert {s.status for s in consumers.statuses(KIND)} == {"running"}
 
 
 def test_retry_parked_that_still_fails_keeps_them_parked(lightning: Lightning) -> None:
@@ -300,7 +300,10 @@ def test_names_are_checked(lightning: Lightning) -> None:
         lightning.consumers.parked(ParkedFilter(handler="nope"))
     with pytest.raises(ValidationFailed):
         lightning.consumers.parked(ParkedFilter(key="k" * 500))
-    assert sorted(lightning.consumers.handler_names()) == sorted(p.name for p in all_projections())
+    assert sorted(lightning.consumers.handler_names(KIND)) == sorted(
+        p.name for p in all_projections()
+    )
+    assert "workflow_publish" in lightning.consumers.handler_names("sagas")
 
 
 # ---- found in review ----------------------------------------------------------------------------

@@ -72,20 +72,20 @@ def assert_agents_equal_fold_of_log(app: Lightning, *, audit: bool = True) -> No
 
 def test_catch_up_builds_every_projection(lightning: Lightning) -> None:
     populate(lightning)
-    for name in lightning.consumers.handler_names():
+    for name in lightning.consumers.handler_names(KIND):
         assert consumer(lightning, name).catch_up() == lightning.store.max_position()
     assert_agents_equal_fold_of_log(lightning)
-    assert all(s.lag == 0 for s in lightning.consumers.statuses())
+    assert all(s.lag == 0 for s in lightning.consumers.statuses(KIND))
 
 
 def test_redelivery_changes_nothing(lightning: Lightning) -> None:
     populate(lightning)
     log = list(lightning.store.iterate(0))
-    for name in lightning.consumers.handler_names():
+    for name in lightning.consumers.handler_names(KIND):
         c = consumer(lightning, name)
         c.deliver(deliveries(log))
     before = {t: rows(lightning, t) for t in ("agents", "api_keys", "audit_log")}
-    for name in lightning.consumers.handler_names():
+    for name in lightning.consumers.handler_names(KIND):
         fresh = consumer(lightning, name)  # as after a restart: position read from the database
         fresh.deliver(deliveries(log))
         fresh.deliver(deliveries(log[3:7]))
@@ -209,16 +209,16 @@ def test_a_projection_nobody_reports_for_is_stale(lightning: Lightning) -> None:
     c = group_consumer(lightning)
     c.catch_up()
     c.heartbeat()
-    assert {s.status for s in lightning.consumers.statuses()} == {"running"}
+    assert {s.status for s in lightning.consumers.statuses(KIND)} == {"running"}
     long_ago = "2026-01-01T00:00:00.000000Z"
     with lightning.consumers.tracking.transaction(commit=True) as tx:
         tx.execute("UPDATE consumer_status SET updated_at = ?", (long_ago,))
-    stale = {s.name: s for s in lightning.consumers.statuses()}
+    stale = {s.name: s for s in lightning.consumers.statuses(KIND)}
     assert stale["agents"].status == "stale" and "no worker has reported" in (
         stale["agents"].error or ""
     )
     c.heartbeat()
-    assert {s.status for s in lightning.consumers.statuses()} == {"running"}
+    assert {s.status for s in lightning.consumers.statuses(KIND)} == {"running"}
 
 
 def test_the_audit_log_filters_by_the_one_pattern_grammar(lightning: Lightning) -> None:

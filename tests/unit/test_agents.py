@@ -165,3 +165,89 @@ def test_the_catalogue_is_configuration(monkeypatch: pytest.MonkeyPatch) -> None
     assert isinstance(event, AgentRegistered) and event.model == "llama-3"
     with pytest.raises(ValidationFailed):
         agents.decide(register(), None, catalogue)  # grok-code-fast-1 is no longer offered
+
+
+# ---- workflows attached, configuration versions restored ---------------------------------------
+
+WF = UUID(int=0xF)
+
+
+def test_given_active_when_attach_workflow_then_attached_and_twice_is_nothing() -> None:
+    attached = when([REGISTERED], agents.AttachWorkflow(agent_id=AGENT, workflow_id=WF, version=1))
+    assert attached == [agents.AgentWorkflowAttached(workflow_id=WF, version=1)]
+    again = agents.AttachWorkflow(agent_id=AGENT, workflow_id=WF, version=1)
+    assert when([REGISTERED, *attached], again) == []
+    state = given([REGISTERED, *attached], lambda s, e: agents.evolve(s, e, AGENT))
+    assert state is not None and state.workflows == (
+        agents.AttachedWorkflow(workflow_id=WF, version=1),
+    )
+
+
+def test_given_retired_when_attach_workflow_then_refused_as_retired() -> None:
+    with pytest.raises(Conflict, match="is retired"):
+        when(
+            [REGISTERED, AgentRetired(name="coder")],
+            agents.AttachWorkflow(agent_id=AGENT, workflow_id=WF, version=1),
+        )
+
+
+def test_given_nothing_when_attach_workflow_then_not_found() -> None:
+    with pytest.raises(NotFound):
+        when([], agents.AttachWorkflow(agent_id=AGENT, workflow_id=WF, version=1))
+
+
+def test_given_attached_and_retired_when_detach_then_detached_compensation_is_allowed() -> None:
+    attached = agents.AgentWorkflowAttached(workflow_id=WF, version=1)
+    retired = AgentRetired(
+        name="coder", workflows=(agents.AttachedWorkflow(workflow_id=WF, version=1),)
+    )
+    detach = agents.DetachWorkflow(agent_id=AGENT, workflow_id=WF, version=1)
+    detached = when([REGISTERED, attached, retired], detach)
+    assert detached == [agents.AgentWorkflowDetached(workflow_id=WF, version=1)]
+    assert when([REGISTERED, attached, retired, *detached], detach) == []
+
+
+def test_given_attached_when_retire_then_the_retirement_lists_the_workflows() -> None:
+    attached = agents.AgentWorkflowAttached(workflow_id=WF, version=2)
+    assert when([REGISTERED, attached], RetireAgent(agent_id=AGENT)) == [
+        AgentRetired(name="coder", workflows=(agents.AttachedWorkflow(workflow_id=WF, version=2),))
+    ]
+
+
+def test_given_reconfigured_when_restore_version_1_then_a_new_version_equal_to_it() -> None:
+    history = [REGISTERED, AgentReconfigured(config_version=2, model="grok-beta", temperature=0.9)]
+    restored = when(history, agents.RestoreAgentVersion(agent_id=AGENT, config_version=1))
+    assert restored == [
+        AgentReconfigured(
+            config_version=3, model="grok-code-fast-1", temperature=0.2, restored_from=1
+        )
+    ]
+    state = given([*history, *restored], lambda s, e: agents.evolve(s, e, AGENT))
+    assert (
+        state is not None
+        and state.config == given([REGISTERED], lambda s, e: agents.evolve(s, e, AGENT)).config
+    )  # type: ignore[union-attr]
+    assert state.config_version == 3
+    # the same configuration again is nothing new; a version that never was is not found
+    assert (
+        when([*history, *restored], agents.RestoreAgentVersion(agent_id=AGENT, config_version=1))
+        == []
+    )
+    with pytest.raises(NotFound, match="configuration version 7"):
+        when(history, agents.RestoreAgentVersion(agent_id=AGENT, config_version=7))
+
+
+def test_given_a_model_no_longer_offered_when_restore_then_refused_not_rerouted() -> None:
+    history = [REGISTERED, AgentReconfigured(config_version=2, model="grok-beta")]
+    narrower = Catalogue({"grok": ("grok-beta",)})
+    state = given(history, lambda s, e: agents.evolve(s, e, AGENT))
+    with pytest.raises(ValidationFailed, match="not offered"):
+        agents.decide(agents.RestoreAgentVersion(agent_id=AGENT, config_version=1), state, narrower)
+
+
+def test_given_retired_when_restore_then_refused() -> None:
+    with pytest.raises(Conflict, match="retired"):
+        when(
+            [REGISTERED, AgentRetired(name="coder")],
+            agents.RestoreAgentVersion(agent_id=AGENT, config_version=1),
+        )

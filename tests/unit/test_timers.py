@@ -49,14 +49,15 @@ def test_given_scheduled_when_fired_before_its_time_then_refused() -> None:
 
 def test_given_scheduled_when_fired_at_or_after_its_time_then_fired_once() -> None:
     fired = when([SCHEDULED], FireTimer(timer_id=TIMER, at=DUE + timedelta(days=3)))
-    assert fired == [TimerFired(due_at=DUE)]  # the time it was due, however late it fires
+    # the time it was due, however late it fires, and what it is for (its saga acts on it alone)
+    assert fired == [TimerFired(due_at=DUE, saga="key_lifecycle", instance="k1", step="grace")]
     assert when([SCHEDULED, *fired], FireTimer(timer_id=TIMER, at=DUE)) == []
     assert when([SCHEDULED, *fired], CancelTimer(timer_id=TIMER)) == []
 
 
 def test_given_scheduled_when_cancelled_then_it_never_fires() -> None:
     cancelled = when([SCHEDULED], CancelTimer(timer_id=TIMER))
-    assert cancelled == [TimerCancelled()]
+    assert cancelled == [TimerCancelled(saga="key_lifecycle", instance="k1", step="grace")]
     assert when([SCHEDULED, *cancelled], FireTimer(timer_id=TIMER, at=DUE)) == []
 
 

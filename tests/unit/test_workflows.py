@@ -238,3 +238,80 @@ def test_an_old_graph_read_back_is_never_checked_again() -> None:
         [WorkflowCreated(name="old", graph=beyond)], lambda s, e: workflows.evolve(s, e, WF)
     )
     assert state is not None and len(state.draft.nodes) == 300
+
+
+# ---- what the sagas settle ------------------------------------------------------------------------
+
+
+def test_given_publishing_when_an_agent_of_the_pending_version_is_retired_then_degraded_and_not_completed() -> (
+    None
+):
+    history = [CREATED, REQUESTED]
+    degraded = when(history, DegradeWorkflow(workflow_id=WF, agent_id=A2))
+    assert degraded == [WorkflowDegraded(version=1, agent_id=A2)]
+    with pytest.raises(Conflict, match="retired while version 1"):
+        when([*history, *degraded], CompletePublish(workflow_id=WF, version=1))
+    assert when([*history, *degraded], FailPublish(workflow_id=WF, version=1, reason="x")) == [
+        WorkflowPublishFailed(version=1, reason="x")
+    ]
+
+
+def test_given_published_when_a_newer_version_publishes_then_the_old_one_is_superseded() -> None:
+    history = [
+        CREATED,
+        REQUESTED,
+        WorkflowPublished(version=1),
+        WorkflowDraftUpdated(graph=SOLO, draft_version=2),
+        WorkflowPublishRequested(version=2, graph=SOLO, agents=(A1,)),
+    ]
+    assert when(history, CompletePublish(workflow_id=WF, version=2)) == [
+        WorkflowPublished(version=2, superseded_version=1, superseded_agents=(A1, A2))
+    ]
+
+
+def test_given_published_when_a_newer_version_fails_then_the_old_one_stays_published() -> None:
+    history = [
+        CREATED,
+        REQUESTED,
+        WorkflowPublished(version=1),
+        WorkflowDraftUpdated(graph=SOLO, draft_version=2),
+        WorkflowPublishRequested(version=2, graph=SOLO, agents=(A1,)),
+        WorkflowPublishFailed(version=2, reason="agent 1 is retired"),
+    ]
+    state = given(history, lambda s, e: workflows.evolve(s, e, WF))
+    assert state is not None
+    assert (state.status, state.published_version, state.failure_reason) == (
+        "PUBLISHED",
+        1,
+        "agent 1 is retired",
+    )
+
+
+def test_given_published_when_archived_then_its_agents_are_named_for_release() -> None:
+    history = [CREATED, REQUESTED, WorkflowPublished(version=1)]
+    assert when(history, ArchiveWorkflow(workflow_id=WF)) == [
+        WorkflowArchived(version=1, agents=(A1, A2))
+    ]
+    assert when([CREATED], ArchiveWorkflow(workflow_id=WF)) == [WorkflowArchived()]
+
+
+def test_given_published_and_degraded_then_the_workflow_says_degraded() -> None:
+    history = [
+        CREATED,
+        REQUESTED,
+        WorkflowPublished(version=1),
+        WorkflowDegraded(version=1, agent_id=A2),
+    ]
+    state = given(history, lambda s, e: workflows.evolve(s, e, WF))
+    assert state is not None and state.degraded and state.status == "PUBLISHED"
+
+
+def test_an_agent_in_two_nodes_is_attached_once() -> None:
+    twice = graph(
+        [
+            {"id": "a", "kind": "agent", "config": {"agentId": str(A1)}},
+            {"id": "b", "kind": "agent", "config": {"agentId": str(A1)}},
+        ],
+        [{"source": "a", "target": "b"}],
+    )
+    assert workflows.check_graph(twice) == (A1,)

@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 
 from ..bootstrap import Lightning
 from ..config import Settings
+from ..domain.workflows.document import json_schema
 from ..services import Principal
 from .feed import EventFeed
 from .http import REQUEST_MAX_BYTES, graphql_controller, http_error, request_id, unexpected
@@ -104,6 +105,12 @@ async def ready(state: State) -> Response[dict[str, object]]:
     return Response(body, status_code=200)
 
 
+@get("/schemas/workflow.json", media_type=MediaType.JSON, sync_to_thread=False)
+def workflow_schema() -> dict[str, object]:
+    """The JSON Schema of the workflow document (exportWorkflow, importWorkflow, the CLI)."""
+    return json_schema()
+
+
 @get("/metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
 async def metrics(state: State) -> Response[bytes]:
     return await anyio.to_thread.run_sync(metrics_response, state.lightning)
@@ -149,6 +156,7 @@ def create_app(settings: Settings | None = None, lightning: Lightning | None = N
             live,
             ready,
             metrics,
+            workflow_schema,
         ],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Lightning", version="0.1.0", path="/schema"),

@@ -61,6 +61,7 @@ from .types import (
     RotateApiKeyPayload,
     connection,
 )
+from .workflows import WorkflowMutation, WorkflowQuery
 
 log = logging.getLogger(__name__)
 
@@ -370,8 +371,8 @@ def _stream_page(
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     limits = limits or Limits()
     return Schema(
-        query=merge_types("Query", (Query, OperationsQuery)),
-        mutation=Mutation,
+        query=merge_types("Query", (Query, WorkflowQuery, OperationsQuery)),
+        mutation=merge_types("Mutation", (Mutation, WorkflowMutation)),
         subscription=Subscription,
         # Factories, not instances: an extension holds its request's execution context.
         extensions=[

@@ -54,6 +54,12 @@ def connection(page: Page[Row], node: Callable[[Row], T]) -> Connection[T]:
     )
 
 
+@strawberry.type(description="A workflow version that uses the agent.")
+class AttachedWorkflow:
+    workflow_id: strawberry.ID
+    version: int
+
+
 @strawberry.type
 class Agent:
     id: strawberry.ID
@@ -68,6 +74,9 @@ class Agent:
     status: str
     config_version: int
     version: int
+    workflows: list[AttachedWorkflow] = strawberry.field(
+        description="the workflow versions attached to it (by the publish saga)"
+    )
 
     @classmethod
     def from_state(cls, state: AgentState, version: int | None = None) -> Agent:
@@ -85,6 +94,10 @@ class Agent:
             status=state.status,
             config_version=state.config_version,
             version=version if version is not None else state.version,
+            workflows=[
+                AttachedWorkflow(workflow_id=strawberry.ID(str(w.workflow_id)), version=w.version)
+                for w in state.workflows
+            ],
         )
 
     @classmethod
@@ -102,6 +115,10 @@ class Agent:
             status=row["status"],
             config_version=row["config_version"],
             version=row["version"],
+            workflows=[
+                AttachedWorkflow(workflow_id=strawberry.ID(w["workflow_id"]), version=w["version"])
+                for w in row["workflows"]
+            ],
         )
 
 
@@ -114,6 +131,9 @@ class ApiKey:
     expires_at: datetime | None
     rotation_policy: str | None
     previous_valid_until: datetime | None
+    rotation_due_at: datetime | None = strawberry.field(
+        description="when its rotation policy wants it rotated, once the notice is given"
+    )
 
     @classmethod
     def from_state(cls, state: ApiKeyState) -> ApiKey:
@@ -125,6 +145,7 @@ class ApiKey:
             expires_at=state.expires_at,
             rotation_policy=state.rotation_policy,
             previous_valid_until=state.previous_valid_until,
+            rotation_due_at=state.rotation_due_at,
         )
 
     @classmethod
@@ -137,6 +158,7 @@ class ApiKey:
             expires_at=_time(row["expires_at"]),
             rotation_policy=row["rotation_policy"],
             previous_valid_until=_time(row["previous_valid_until"]),
+            rotation_due_at=_time(row["rotation_due_at"]),
         )
 
 

@@ -18,6 +18,7 @@ from ..store.migrations import Migrator
 from . import events
 from .common import POSITION_MAX, err, fail, lightning, out, parse_id, parse_time
 from .consumers import consumers_app, projections_app
+from .sagas import sagas_app, workflows_app
 
 app = typer.Typer(
     help="Lightning: the event-sourced control plane of an AI-agent platform.",
@@ -29,6 +30,8 @@ db_app = typer.Typer(help="Manage the database schema (event_store/).", no_args_
 app.add_typer(events.app, name="events")
 app.add_typer(consumers_app, name="consumers")
 app.add_typer(projections_app, name="projections")
+app.add_typer(sagas_app, name="sagas")
+app.add_typer(workflows_app, name="workflows")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
@@ -41,7 +44,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (LIGHTNING_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (LIGHTNING_PORT)")] = None,
 ) -> None:
-    """Run the GraphQL server (and, on the embedded default, the projection builders)."""
+    """Run the GraphQL server (and, on the embedded default, the projection builders, the sagas
+    and the timer scheduler)."""
     import uvicorn
 
     from ..api import create_app
@@ -74,13 +78,17 @@ def _mode(settings: Settings) -> str:
 def worker(
     kinds: Annotated[
         list[str] | None,
-        typer.Argument(help="relay, a consumer kind (projections) or all (default: all)"),
+        typer.Argument(
+            help="relay, a consumer kind (projections, sagas) or all (default: all); several"
+            " may be given"
+        ),
     ] = None,
 ) -> None:
     """Run the distributed workers: the outbox relay and/or consumer kinds.
 
-    Needs LIGHTNING_AMQP_URL (RabbitMQ). Run as many `worker projections` as you like: each queue
-    has one active consumer and the others stand by; a second relay stands by too."""
+    Needs LIGHTNING_AMQP_URL (RabbitMQ). Run as many `worker projections` or `worker sagas` as
+    you like: each queue has one active consumer and the others stand by; a second relay stands
+    by too. `worker sagas` also fires the durable timers (each exactly once)."""
     import asyncio
     import logging
 

@@ -43,11 +43,14 @@ class Handler(Protocol):
 @dataclass(frozen=True)
 class ConsumerKind:
     """A consumer kind as the composition root registers it. ``handlers`` builds fresh handler
-    objects (each consumer instance gets its own)."""
+    objects (each consumer instance gets its own). ``runs_timers``: its handlers keep the index
+    of pending timers (``timers.PendingTimers``), so its workers also run the scheduler that
+    fires them."""
 
     name: str
     handlers: Callable[[], Sequence[Handler]]
     description: str = ""
+    runs_timers: bool = False
 
     def handler_names(self) -> list[str]:
         return [h.name for h in self.handlers()]

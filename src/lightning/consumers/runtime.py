@@ -41,6 +41,7 @@ class Consumers:
         self.progress = progress
         self.batch_size = batch_size
         self.waiter = Waiter(tracking, progress)
+        self._listeners: list[Callable[[str, int], None]] = []
         names = [name for kind in kinds for name in kind.handler_names()]
         if len(names) != len(set(names)):
             raise ValueError(f"handler names must be unique across consumer kinds: {names}")
@@ -79,8 +80,18 @@ class Consumers:
             self.events,
             policy=self.policy,
             batch_size=self.batch_size,
-            on_progress=self.progress.advanced if self.progress is not None else None,
+            on_progress=self._advanced,
         )
+
+    def on_progress(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(handler, position)`` after any consumer built here commits."""
+        self._listeners.append(listener)
+
+    def _advanced(self, handler: str, position: int) -> None:
+        if self.progress is not None:
+            self.progress.advanced(handler, position)
+        for listener in self._listeners:
+            listener(handler, position)
 
     # ---- what operators look at ----------------------------------------------------------------
 

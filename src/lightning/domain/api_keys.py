@@ -75,6 +75,16 @@ class ApiKeyRevoked(ApiKeyEvent):
     reason: str = ""
 
 
+class ApiKeyRotationDue(ApiKeyEvent):
+    """The notice a rotation policy gives ``notify_before_days`` ahead: the key is due to be
+    rotated at ``due_at``. It stands until the key is rotated."""
+
+    type = "api_key.rotation_due"
+
+    due_at: datetime
+    policy: RotationPolicyName
+
+
 # ---- commands ---------------------------------------------------------------------------------
 
 
@@ -97,8 +107,12 @@ class RotateApiKey(Command):
 
 
 class RetirePreviousSecret(Command):
+    """Retire the previous secret (before its grace ends, too). ``rotations``: only if the
+    key has been rotated exactly that often (the key saga's timer is for one rotation)."""
+
     key_id: UUID
     at: AwareDatetime
+    rotations: int | None = Field(default=None, ge=1)
 
 
 class ExpireApiKey(Command):
@@ -111,7 +125,23 @@ class RevokeApiKey(Command):
     reason: Reason = ""
 
 
-ApiKeyCommand = IssueApiKey | RotateApiKey | RetirePreviousSecret | ExpireApiKey | RevokeApiKey
+class NoteRotationDue(Command):
+    """The key saga's notice for the rotation cycle that began with rotation number
+    ``rotations`` (0: since issue); a notice for a cycle that has ended changes nothing."""
+
+    key_id: UUID
+    rotations: int = Field(ge=0)
+    due_at: AwareDatetime
+
+
+ApiKeyCommand = (
+    IssueApiKey
+    | RotateApiKey
+    | RetirePreviousSecret
+    | ExpireApiKey
+    | RevokeApiKey
+    | NoteRotationDue
+)
 
 
 # ---- state ------------------------------------------------------------------------------------
@@ -129,6 +159,8 @@ class ApiKey(BaseModel):
     previous_valid_until: datetime | None = None
     expires_at: datetime | None = None
     rotation_policy: RotationPolicyName | None = None
+    rotations: int = 0  # how often it was rotated
+    rotation_due_at: datetime | None = None  # a rotation notice stands
     version: int = 0
 
     def authenticates(self, secret_hash: str, now: datetime) -> bool:
@@ -164,10 +196,31 @@ def decide(command: ApiKeyCommand, state: ApiKey | None) -> list[ApiKeyEvent]:
     if isinstance(command, RevokeApiKey):
         return [] if state.status == "revoked" else [ApiKeyRevoked(reason=command.reason)]
     if isinstance(command, RetirePreviousSecret):
-        return [ApiKeyPreviousSecretRetired()] if state.previous_secret_hash else []
+        return _retire_previous(command, state)
     if isinstance(command, ExpireApiKey):
         return _expire(command, state)
+    if isinstance(command, NoteRotationDue):
+        return _rotation_due(command, state)
     return _rotate(command, state)
+
+
+def _retire_previous(command: RetirePreviousSecret, state: ApiKey) -> list[ApiKeyEvent]:
+    if state.previous_secret_hash is None:
+        return []
+    if command.rotations is not None and command.rotations != state.rotations:
+        return []  # asked at the end of an earlier rotation's grace: that secret is gone
+    return [ApiKeyPreviousSecretRetired()]
+
+
+def _rotation_due(command: NoteRotationDue, state: ApiKey) -> list[ApiKeyEvent]:
+    if (
+        state.status != "active"
+        or state.rotation_policy is None
+        or command.rotations != state.rotations  # that cycle ended with a rotation
+        or state.rotation_due_at is not None  # the notice stands already
+    ):
+        return []
+    return [ApiKeyRotationDue(due_at=command.due_at, policy=state.rotation_policy)]
 
 
 def _issue(command: IssueApiKey, state: ApiKey | None) -> list[ApiKeyEvent]:
@@ -244,7 +297,11 @@ def evolve(state: ApiKey | None, event: DomainEvent, aggregate_id: UUID) -> ApiK
             "secret_hash": event.secret_hash,
             "previous_secret_hash": state.secret_hash,
             "previous_valid_until": event.previous_valid_until,
+            "rotations": state.rotations + 1,
+            "rotation_due_at": None,
         }
+    elif isinstance(event, ApiKeyRotationDue):
+        update |= {"rotation_due_at": event.due_at}
     elif isinstance(event, ApiKeyPreviousSecretRetired):
         update |= {"previous_secret_hash": None, "previous_valid_until": None}
     elif isinstance(event, ApiKeyExpired):

@@ -38,13 +38,23 @@ class TimerScheduled(TimerEvent):
 
 
 class TimerFired(TimerEvent):
+    """Carries what the timer was for, so the saga it belongs to can act on it alone."""
+
     type = "timer.fired"
 
     due_at: datetime
+    saga: str = ""
+    instance: str = ""
+    step: str = ""
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class TimerCancelled(TimerEvent):
     type = "timer.cancelled"
+
+    saga: str = ""
+    instance: str = ""
+    step: str = ""
 
 
 class ScheduleTimer(Command):
@@ -103,11 +113,12 @@ def decide(command: TimerCommand, state: Timer | None) -> list[TimerEvent]:
         raise NotFound(f"timer {command.timer_id} does not exist")
     if state.status != "scheduled":
         return []  # fired or cancelled already: a timer ends once
+    which = {"saga": state.saga, "instance": state.instance, "step": state.step}
     if isinstance(command, CancelTimer):
-        return [TimerCancelled()]
+        return [TimerCancelled(**which)]
     if command.at < state.due_at:
         raise Conflict(f"timer {state.id} is not due until {state.due_at.isoformat()}")
-    return [TimerFired(due_at=state.due_at)]
+    return [TimerFired(due_at=state.due_at, payload=state.payload, **which)]
 
 
 def evolve(state: Timer | None, event: DomainEvent, aggregate_id: UUID) -> Timer | None:

@@ -10,12 +10,13 @@ from .api_keys import ApiKeysProjection
 from .audit_log import AuditLogProjection
 from .base import Projection
 from .queries import Page, ReadModels
+from .workflows import WorkflowsProjection
 
 KIND = "projections"
 
 
 def all_projections() -> list[Projection]:
-    return [AgentsProjection(), ApiKeysProjection(), AuditLogProjection()]
+    return [AgentsProjection(), ApiKeysProjection(), AuditLogProjection(), WorkflowsProjection()]
 
 
 def projection_builders() -> ConsumerKind:

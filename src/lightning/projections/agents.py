@@ -1,7 +1,9 @@
-"""Read model of agents: one row per agent with its current configuration."""
+"""Read model of agents: one row per agent with its current configuration and the workflow
+versions attached to it."""
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 from ..store.backends import Row
@@ -32,6 +34,7 @@ def agent_row(old: Row | None, envelope: Envelope) -> Row | None:
             "id": str(envelope.aggregate_id),
             **{c: data[c] for c in COLUMNS},
             "tools": to_json(list(data.get("tools", ()))),
+            "workflows": "[]",
             "status": "active",
             "config_version": 1,
             "created_position": envelope.position,
@@ -47,7 +50,18 @@ def agent_row(old: Row | None, envelope: Envelope) -> Row | None:
         return {**old, **changes, "config_version": data["config_version"], **common}
     if envelope.type == "agent.retired":
         return {**old, "status": "retired", **common}
+    if envelope.type in ("agent.workflow_attached", "agent.workflow_detached"):
+        return {**old, "workflows": _attachments(old, envelope), **common}
     return {**old, **common}
+
+
+def _attachments(old: Row, envelope: Envelope) -> str:
+    """The agent's attached workflow versions after an attach or a detach, oldest first."""
+    ref = {"workflow_id": str(envelope.data["workflow_id"]), "version": envelope.data["version"]}
+    attached = [w for w in json.loads(old.get("workflows") or "[]") if w != ref]
+    if envelope.type == "agent.workflow_attached":
+        attached.append(ref)
+    return to_json(attached)
 
 
 class AgentsProjection(RowProjection):
@@ -55,7 +69,13 @@ class AgentsProjection(RowProjection):
     table = "agents"
     tables = ("agents",)
     types: ClassVar[frozenset[str] | None] = frozenset(
-        {"agent.registered", "agent.reconfigured", "agent.retired"}
+        {
+            "agent.registered",
+            "agent.reconfigured",
+            "agent.retired",
+            "agent.workflow_attached",
+            "agent.workflow_detached",
+        }
     )
 
     @staticmethod

@@ -26,6 +26,7 @@ def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
             "expires_at": data.get("expires_at"),
             "rotation_policy": data.get("rotation_policy"),
             "previous_valid_until": None,
+            "rotation_due_at": None,
             "issued_at": when(envelope),
             "rotated_at": None,
             "created_position": envelope.position,
@@ -38,7 +39,10 @@ def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
         changes = {
             "rotated_at": when(envelope),
             "previous_valid_until": data["previous_valid_until"],
+            "rotation_due_at": None,
         }
+    elif envelope.type == "api_key.rotation_due":
+        changes = {"rotation_due_at": data["due_at"]}
     elif envelope.type == "api_key.previous_secret_retired":
         changes = {"previous_valid_until": None}
     elif envelope.type == "api_key.expired":
@@ -59,6 +63,7 @@ class ApiKeysProjection(RowProjection):
             "api_key.previous_secret_retired",
             "api_key.expired",
             "api_key.revoked",
+            "api_key.rotation_due",
         }
     )
 

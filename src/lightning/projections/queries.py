@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -71,7 +72,7 @@ def _page(rows: list[Row], kind: str, key: str, first: int) -> Page[Row]:
 
 
 def decode_tools(row: Row) -> Row:
-    return {**row, "tools": json.loads(row["tools"])}
+    return {**row, "tools": json.loads(row["tools"]), "workflows": json.loads(row["workflows"])}
 
 
 def _type_clause(types: TypeFilter) -> tuple[str, list[object]]:
@@ -124,6 +125,40 @@ class ReadModels:
     def agent(self, agent_id: str) -> Row | None:
         rows = self.backend.query("SELECT * FROM agents WHERE id = ?", (agent_id,))
         return decode_tools(rows[0]) if rows else None
+
+    def workflows(
+        self, *, first: int = 50, after: str | None = None, status: str | None = None
+    ) -> Page[Row]:
+        _check_first(first)
+        where = ["created_position > ?"]
+        params: list[object] = [decode_cursor("workflow", after) or 0]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        rows = self.backend.query(
+            f"SELECT * FROM workflows WHERE {' AND '.join(where)}"  # noqa: S608
+            " ORDER BY created_position LIMIT ?",
+            [*params, first + 1],
+        )
+        return _page(rows, "workflow", "created_position", first)
+
+    def workflow(self, workflow_id: str) -> Row | None:
+        rows = self.backend.query("SELECT * FROM workflows WHERE id = ?", (workflow_id,))
+        return rows[0] if rows else None
+
+    def workflow_versions(self, workflow_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """Every requested version of each workflow, oldest first."""
+        found: dict[str, list[Row]] = {w: [] for w in workflow_ids}
+        for start in range(0, len(workflow_ids), 500):
+            part = list(workflow_ids[start : start + 500])
+            for row in self.backend.query(
+                "SELECT * FROM workflow_versions"  # noqa: S608
+                f" WHERE workflow_id IN ({', '.join('?' * len(part))})"
+                " ORDER BY workflow_id, version",
+                part,
+            ):
+                found[row["workflow_id"]].append(row)
+        return found
 
     def api_keys(self, *, first: int = 50, after: str | None = None) -> Page[Row]:
         _check_first(first)

@@ -14,7 +14,7 @@ from ..domain.errors import NotFound, ValidationFailed
 from ..domain.messages import DomainEvent
 from ..store.commands import CommandRecord
 from ..store.envelope import Envelope
-from ..store.event_store import EventStore
+from ..store.event_store import Events
 from .common import (
     Context,
     Loaded,
@@ -41,7 +41,7 @@ def _fold(aggregate_id: UUID) -> Any:
 
 
 class AgentService:
-    def __init__(self, store: EventStore, catalogue: Catalogue) -> None:
+    def __init__(self, store: Events, catalogue: Catalogue) -> None:
         self.store = store
         self.catalogue = catalogue
 
@@ -82,6 +82,27 @@ class AgentService:
         ctx.principal.require("operate")
         return self._once(ctx, lambda: self._decide(ctx, agents.RetireAgent(agent_id=agent_id)))
 
+    def restore_version(self, ctx: Context, agent_id: UUID, version: int) -> AgentResult:
+        """A new configuration version equal to configuration ``version``."""
+        ctx.principal.require("operate")
+        command = parse(agents.RestoreAgentVersion, agent_id=agent_id, config_version=version)
+        return self._once(ctx, lambda: self._decide(ctx, command))
+
+    def attach_workflow(
+        self, ctx: Context, agent_id: UUID, workflow_id: UUID, version: int
+    ) -> AgentResult:
+        """The publish saga's step: this workflow version uses the agent (refused: retired)."""
+        ctx.principal.require("operate")
+        command = agents.AttachWorkflow(agent_id=agent_id, workflow_id=workflow_id, version=version)
+        return self._once(ctx, lambda: self._decide(ctx, command))
+
+    def detach_workflow(
+        self, ctx: Context, agent_id: UUID, workflow_id: UUID, version: int
+    ) -> AgentResult:
+        ctx.principal.require("operate")
+        command = agents.DetachWorkflow(agent_id=agent_id, workflow_id=workflow_id, version=version)
+        return self._once(ctx, lambda: self._decide(ctx, command))
+
     def _once(self, ctx: Context, handle: Callable[[], AgentResult]) -> AgentResult:
         return once(self.store, ctx, handle, self._first)
 
@@ -93,9 +114,7 @@ class AgentService:
         return AgentResult(record.position, state)
 
     @retry_on_conflict
-    def _decide(
-        self, ctx: Context, command: agents.ReconfigureAgent | agents.RetireAgent
-    ) -> AgentResult:
+    def _decide(self, ctx: Context, command: agents.AgentCommand) -> AgentResult:
         current = self._load(command.agent_id)
         events = agents.decide(command, current.state, self.catalogue)
         envelopes = stamp(ctx, command.agent_id, current.version, events)

@@ -15,7 +15,7 @@ from ..domain import api_keys
 from ..domain.errors import NotFound
 from ..domain.messages import DomainEvent
 from ..store.commands import CommandRecord
-from ..store.event_store import EventStore
+from ..store.event_store import Events
 from .common import (
     Context,
     Loaded,
@@ -60,7 +60,7 @@ def _fold(key_id: UUID) -> Any:
 
 
 class ApiKeyService:
-    def __init__(self, store: EventStore, admin_secret: str | None = None) -> None:
+    def __init__(self, store: Events, admin_secret: str | None = None) -> None:
         self.store = store
         self._admin_secret = admin_secret
 
@@ -115,9 +115,20 @@ class ApiKeyService:
         ctx.principal.require("administer")
         return self._handle(ctx, parse(api_keys.RevokeApiKey, key_id=key_id, reason=reason))
 
-    def retire_previous_secret(self, ctx: Context, key_id: UUID) -> KeyResult:
+    def retire_previous_secret(
+        self, ctx: Context, key_id: UUID, *, rotations: int | None = None
+    ) -> KeyResult:
         ctx.principal.require("administer")
-        return self._handle(ctx, api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.at))
+        command = api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.at, rotations=rotations)
+        return self._handle(ctx, command)
+
+    def note_rotation_due(
+        self, ctx: Context, key_id: UUID, *, rotations: int, due_at: datetime
+    ) -> KeyResult:
+        """The rotation policy's notice (the key saga sends it ``notify before`` days ahead)."""
+        ctx.principal.require("administer")
+        command = api_keys.NoteRotationDue(key_id=key_id, rotations=rotations, due_at=due_at)
+        return self._handle(ctx, command)
 
     def expire(self, ctx: Context, key_id: UUID) -> KeyResult:
         ctx.principal.require("administer")

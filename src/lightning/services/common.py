@@ -23,7 +23,7 @@ from ..domain.limits import check_event_size
 from ..domain.messages import Command, DomainEvent
 from ..store.commands import CommandRecord, RepeatedCommand
 from ..store.envelope import Envelope, Metadata, pending
-from ..store.event_store import EventStore
+from ..store.event_store import Events
 
 Role = Literal["admin", "operator", "viewer"]
 Permission = Literal["read", "operate", "administer"]
@@ -100,7 +100,7 @@ class Context:
         return CommandRecord(self.principal.actor, self.command_id, aggregate_id)
 
 
-def applied(store: EventStore, ctx: Context) -> CommandRecord | None:
+def applied(store: Events, ctx: Context) -> CommandRecord | None:
     """The first result of this command, when the principal already applied its id."""
     if ctx.command_id is None:
         return None
@@ -111,7 +111,7 @@ R = TypeVar("R")
 
 
 def once(
-    store: EventStore,
+    store: Events,
     ctx: Context,
     handle: Callable[[], R],
     answer: Callable[[CommandRecord], R],
@@ -128,7 +128,7 @@ def once(
     return answer(first)
 
 
-def repeated(store: EventStore, ctx: Context, conflict: Conflict) -> CommandRecord:
+def repeated(store: Events, ctx: Context, conflict: Conflict) -> CommandRecord:
     """The first result when ``conflict`` came from this command's id being applied meanwhile
     (its append was refused, or the first application won a race ours lost); else re-raise."""
     if isinstance(conflict, RepeatedCommand):
@@ -139,7 +139,7 @@ def repeated(store: EventStore, ctx: Context, conflict: Conflict) -> CommandReco
     return first
 
 
-def as_of(store: EventStore, record: CommandRecord) -> list[Envelope]:
+def as_of(store: Events, record: CommandRecord) -> list[Envelope]:
     """The command's aggregate as the command left it: its events up to the result."""
     return [e for e in store.load(record.aggregate_id) if e.position <= record.position]
 
@@ -155,7 +155,7 @@ class Loaded(Generic[S]):
 
 
 def load(
-    store: EventStore,
+    store: Events,
     aggregate_id: UUID,
     evolve: Callable[[S, DomainEvent], S],
     initial: S,

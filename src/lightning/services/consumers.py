@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..domain import consumers
-from ..store.event_store import EventStore
+from ..store.event_store import Events
 from .common import Context, load, parse, retry_on_conflict, stamp
 
 
 class ConsumerLogService:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: Events) -> None:
         self.store = store
 
     @retry_on_conflict

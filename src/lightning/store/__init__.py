@@ -3,13 +3,14 @@
 from .backends import Backend, PostgresBackend, SQLiteBackend, open_backend
 from .commands import CommandRecord, RepeatedCommand
 from .envelope import Envelope, Metadata, format_time, pending
-from .event_store import EventStore
+from .event_store import Events, EventStore
 
 __all__ = [
     "Backend",
     "CommandRecord",
     "Envelope",
     "EventStore",
+    "Events",
     "Metadata",
     "PostgresBackend",
     "RepeatedCommand",

@@ -5,10 +5,11 @@ stream with its global positions, an applied command)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +17,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteDatastore
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from .commands import SELECT_COMMAND, CommandRecord, record_of
+from .commands import SELECT_COMMAND, Claim, CommandRecord, record_of
 from .outages import FIRST_WAIT, is_transient
 from .pool import RecoveringDatastore
 from .recorders import PostgresCommandRecorder, SQLiteCommandRecorder
 
 EVENTS_TABLE = "stored_events"
+log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
@@ -36,6 +38,19 @@ class Tx:
     def __init__(self, cursor: Any, *, postgres: bool) -> None:
         self.cursor = cursor
         self._postgres = postgres
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
+
+    def committed(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # what committed stays committed; a listener's fault is its own
+                log.exception("an after-commit callback failed")
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> None:
         if not params:
@@ -122,6 +137,45 @@ class Backend(ABC):
             found += [self._notification(row) for row in tx.cursor.fetchall()]
         return found
 
+    def read_stream_in(
+        self,
+        tx: Tx,
+        aggregate_id: UUID,
+        *,
+        to_version: int | None = None,
+        after_version: int = 0,
+        after_position: int = 0,
+        limit: int | None = None,
+    ) -> list[Notification]:
+        """``read_stream`` on ``tx``'s own connection (it sees what ``tx`` wrote)."""
+        sql = f"SELECT {self._position_select} FROM {self._events} WHERE originator_id = ?"  # noqa: S608
+        params: list[object] = [self._originator(aggregate_id)]
+        for clause, value in (
+            (" AND originator_version > ?", after_version),
+            (" AND originator_version <= ?", to_version),
+            (f" AND {self._position} > ?", after_position),
+        ):
+            if value:
+                sql += clause
+                params.append(value)
+        sql += " ORDER BY originator_version"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        tx.execute(sql, params)
+        return [self._notification(row) for row in tx.cursor.fetchall()]
+
+    @abstractmethod
+    def insert_in(
+        self, tx: Tx, events: Sequence[StoredEvent], claims: Sequence[Claim]
+    ) -> list[int]:
+        """Insert events (and the claims' command rows) inside ``tx``, under the recorder's own
+        guards (on PostgreSQL its table lock, so positions keep commit order); their positions.
+        A version or command-id collision raises the driver's integrity error."""
+
+    @abstractmethod
+    def _originator(self, aggregate_id: UUID) -> object: ...
+
     _position: str
     _position_select: str
 
@@ -174,12 +228,22 @@ class Backend(ABC):
 
 class SQLiteBackend(Backend):
     kind = "sqlite"
+    recorder: SQLiteCommandRecorder
     _position = "rowid"
     _position_select = "rowid, *"
     _events = EVENTS_TABLE
 
     def _notification(self, row: Any) -> Notification:
         return _sqlite_notification(row)
+
+    def _originator(self, aggregate_id: UUID) -> object:
+        return aggregate_id.hex
+
+    def insert_in(
+        self, tx: Tx, events: Sequence[StoredEvent], claims: Sequence[Claim]
+    ) -> list[int]:
+        positions = self.recorder._insert_events(tx.cursor, events, commands=claims)
+        return list(positions or [])
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -243,6 +307,7 @@ class SQLiteBackend(Backend):
             return
         with self._immediate(commit=True) as tx:
             yield tx
+        tx.committed()
 
     @contextmanager
     def trial(self) -> Iterator[Tx]:
@@ -324,6 +389,18 @@ class PostgresBackend(Backend):
 
     def _notification(self, row: Any) -> Notification:
         return _postgres_notification(row)
+
+    def _originator(self, aggregate_id: UUID) -> object:
+        return aggregate_id
+
+    def insert_in(
+        self, tx: Tx, events: Sequence[StoredEvent], claims: Sequence[Claim]
+    ) -> list[int]:
+        # What the recorder's own insert_events does inside its transaction (table lock,
+        # NOTIFY, INSERT … RETURNING, command rows), here inside the caller's.
+        self.recorder._insert_stored_events(tx.cursor, events)
+        positions = self.recorder._fetch_ids_after_insert_events(tx.cursor, events, commands=claims)
+        return list(positions or [])
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.location = loc = PostgresLocation.parse(url)
@@ -416,7 +493,9 @@ class PostgresBackend(Backend):
                 yield Tx(cursor, postgres=True)
             return
         with self.datastore.transaction(commit=True) as cursor:
-            yield Tx(cursor, postgres=True)
+            tx = Tx(cursor, postgres=True)
+            yield tx
+        tx.committed()
 
     @contextmanager
     def trial(self) -> Iterator[Tx]:

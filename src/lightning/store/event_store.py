@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -11,6 +12,30 @@ from .backends import Backend, Tx
 from .commands import CommandRecord
 from .envelope import Envelope, decode
 from .group_commit import GroupCommitWriter
+
+if TYPE_CHECKING:
+    from .session import EventSession
+
+
+class Events(Protocol):
+    """What command handlers need of an event store: the ``EventStore`` itself, or an
+    ``EventSession`` inside a consumer's transaction."""
+
+    def load(
+        self,
+        aggregate_id: UUID,
+        *,
+        to_version: int | None = None,
+        after_version: int = 0,
+        after_position: int = 0,
+        limit: int | None = None,
+    ) -> list[Envelope]: ...
+
+    def append(
+        self, envelopes: Sequence[Envelope], command: CommandRecord | None = None
+    ) -> list[Envelope]: ...
+
+    def command(self, principal: str, command_id: UUID) -> CommandRecord | None: ...
 
 
 class EventStore:
@@ -22,6 +47,7 @@ class EventStore:
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self.backend = backend
+        self._on_commit = on_commit
         self._writer = GroupCommitWriter(
             backend.recorder,
             max_batch_events=max_batch_events,
@@ -118,6 +144,19 @@ class EventStore:
         """The command ``principal`` applied with ``command_id``, with its result position;
         None if it has not been (or is still being) applied."""
         return self.backend.command(principal, command_id)
+
+    def within(self, tx: Tx) -> EventSession:
+        """This store inside an open write transaction ``tx``: what a consumer's handler (a
+        saga) appends commits with its own effects and tracking position, or not at all."""
+        from .session import EventSession
+
+        return EventSession(self, tx)
+
+    def committed(self, position: int) -> None:
+        """Events up to ``position`` were committed outside the group-commit writer (by an
+        ``EventSession``): tell the listeners (the in-process bus)."""
+        if self._on_commit is not None:
+            self._on_commit(position)
 
     def max_position(self) -> int:
         return self.backend.max_position()

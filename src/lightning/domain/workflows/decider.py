@@ -94,26 +94,52 @@ def _request_publish(state: Workflow) -> list[WorkflowEvent]:
 def _settle(
     command: ArchiveWorkflow | CompletePublish | FailPublish | DegradeWorkflow, state: Workflow
 ) -> list[WorkflowEvent]:
-    """What the publish saga and archiving decide: each is already satisfied when repeated."""
+    """What the sagas and archiving decide: each is already satisfied when repeated."""
     if isinstance(command, ArchiveWorkflow):
         if state.status == "ARCHIVED":
             return []
         if state.pending is not None:
             raise Conflict(f"workflow {state.id} is publishing; archive it when that ends")
-        return [WorkflowArchived()]
+        published = state.published
+        if published is None:
+            return [WorkflowArchived()]
+        return [WorkflowArchived(version=published.version, agents=published.agents)]
     if isinstance(command, DegradeWorkflow):
-        published = state.find(state.published_version or 0)
-        if published is None or command.agent_id not in published.agents:
-            return []
-        if command.agent_id in state.degraded_by:
-            return []
-        return [WorkflowDegraded(version=published.version, agent_id=command.agent_id)]
+        return _degrade(command, state)
     pending = state.pending
     if pending is None or pending.version != command.version:
         return []  # settled already (a redelivered saga step)
-    if isinstance(command, CompletePublish):
+    if isinstance(command, FailPublish):
+        return [WorkflowPublishFailed(version=command.version, reason=command.reason)]
+    if pending.degraded_by:
+        raise Conflict(
+            f"agent {pending.degraded_by[0]} was retired while version {pending.version} of"
+            f" workflow {state.id} was being published",
+            details={"agent": str(pending.degraded_by[0])},
+        )
+    superseded = state.published
+    if superseded is None:
         return [WorkflowPublished(version=command.version)]
-    return [WorkflowPublishFailed(version=command.version, reason=command.reason)]
+    return [
+        WorkflowPublished(
+            version=command.version,
+            superseded_version=superseded.version,
+            superseded_agents=superseded.agents,
+        )
+    ]
+
+
+def _degrade(command: DegradeWorkflow, state: Workflow) -> list[WorkflowEvent]:
+    """The published version, or the one being published, uses a retired agent."""
+    for version in (state.published, state.pending):
+        if (
+            version is not None
+            and command.agent_id in version.agents
+            and command.agent_id not in version.degraded_by
+            and state.status != "ARCHIVED"
+        ):
+            return [WorkflowDegraded(version=version.version, agent_id=command.agent_id)]
+    return []
 
 
 # ---- evolution --------------------------------------------------------------------------------
@@ -144,7 +170,14 @@ def evolve(state: Workflow | None, event: DomainEvent, aggregate_id: UUID) -> Wo
     elif isinstance(event, WorkflowArchived):
         update |= {"status": "ARCHIVED"}
     elif isinstance(event, WorkflowDegraded):
-        update |= {"degraded_by": (*state.degraded_by, event.agent_id)}
+        update |= {
+            "versions": tuple(
+                v.model_copy(update={"degraded_by": (*v.degraded_by, event.agent_id)})
+                if v.version == event.version
+                else v
+                for v in state.versions
+            )
+        }
     return state.model_copy(update=update)
 
 
@@ -161,10 +194,13 @@ def _settled(
         else v
         for v in state.versions
     )
+    # A failed publication of a newer version leaves the published one live: still PUBLISHED
+    # (the failed version and its reason are in ``versions``).
+    live = ok or state.published_version is not None
     update: dict[str, object] = {
         "versions": versions,
-        "status": "PUBLISHED" if ok else "PUBLISH_FAILED",
+        "status": "PUBLISHED" if live else "PUBLISH_FAILED",
     }
     if ok:
-        update |= {"published_version": event.version, "degraded_by": ()}
+        update |= {"published_version": event.version}
     return update

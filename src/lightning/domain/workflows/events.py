@@ -40,9 +40,14 @@ class WorkflowPublishRequested(WorkflowEvent):
 
 
 class WorkflowPublished(WorkflowEvent):
+    """``version`` is the published one now; ``superseded_version`` the one it replaces, whose
+    agents (``superseded_agents``) the publish saga then detaches."""
+
     type = "workflow.published"
 
     version: int
+    superseded_version: int | None = None
+    superseded_agents: tuple[UUID, ...] = ()
 
 
 class WorkflowPublishFailed(WorkflowEvent):
@@ -53,11 +58,17 @@ class WorkflowPublishFailed(WorkflowEvent):
 
 
 class WorkflowArchived(WorkflowEvent):
+    """``version``: the published version it had (if any), whose ``agents`` are released."""
+
     type = "workflow.archived"
+
+    version: int | None = None
+    agents: tuple[UUID, ...] = ()
 
 
 class WorkflowDegraded(WorkflowEvent):
-    """An agent the published version uses was retired."""
+    """An agent that ``version`` uses was retired: the published version, or the one being
+    published (whose publication then fails)."""
 
     type = "workflow.degraded"
 

@@ -50,8 +50,8 @@ class Graph(Frozen):
 
 def check_graph(graph: Graph) -> tuple[UUID, ...]:
     """Every guard of a graph a command brings (DESIGN §4 and the limits of §6); the agents
-    it references, in graph order (a topological order, ties in the order the nodes are
-    listed). Graphs read back from the store are never checked again."""
+    it references, each once, in graph order (a topological order, ties in the order the nodes
+    are listed). Graphs read back from the store are never checked again."""
     if not 1 <= len(graph.nodes) <= WORKFLOW_NODES_MAX:
         raise _bad("nodes", f"a graph has 1 to {WORKFLOW_NODES_MAX} nodes")
     if len(graph.edges) > WORKFLOW_EDGES_MAX:
@@ -76,9 +76,8 @@ def check_graph(graph: Graph) -> tuple[UUID, ...]:
     order = _topological(graph, following)
     _check_connected(graph, following)
     agents = {node.id: node for node in graph.nodes if node.kind == "agent"}
-    return tuple(
-        AgentConfig.model_validate(agents[n].config).agent_id for n in order if n in agents
-    )
+    used = (AgentConfig.model_validate(agents[n].config).agent_id for n in order if n in agents)
+    return tuple(dict.fromkeys(used))  # an agent in two nodes is attached once
 
 
 def _check_node(node: Node) -> tuple[tuple[str, ...], tuple[str, ...]]:
