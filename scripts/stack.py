@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,20 @@ class Server:
     workdir: Path | None = None
     logs: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Distributed: each ``lightning worker`` process by its arguments ("relay projections"), and
+    # what starts it again (``restart``).
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    start_worker: Callable[[str], subprocess.Popen[bytes]] | None = None
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a worker, as ``kill -9`` would."""
+        process = self.workers[name]
+        process.kill()
+        process.wait(timeout=15)
+
+    def restart(self, name: str) -> None:
+        assert self.start_worker is not None, "only a distributed server has workers"
+        self.workers[name] = self.start_worker(name)
 
     @property
     def graphql(self) -> str:
@@ -163,7 +177,11 @@ def embedded(tag: str, keep: bool = False) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def distributed(tag: str, keep: bool = False) -> Iterator[Server]:
+def distributed(
+    tag: str, keep: bool = False, workers: Sequence[str] = ("all",)
+) -> Iterator[Server]:
+    """``workers``: the ``lightning worker`` processes to run, each by its arguments
+    (``"relay projections"``, ``"sagas"``); by default one ``worker all``."""
     import psycopg
 
     run = secrets.token_hex(4)
@@ -178,9 +196,18 @@ def distributed(tag: str, keep: bool = False) -> Iterator[Server]:
         "LIGHTNING_QUEUE_PREFIX": f"lightning-{tag}-{run}",
         "LIGHTNING_ENCRYPTION_KEY": f"k1:{key}",
     }
-    logs = [workdir / "worker.log", workdir / "serve.log"]
+    logs = [workdir / "serve.log"]
     server = Server(f"http://127.0.0.1:{port}", token, None, workdir, logs)
     processes: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(name: str) -> subprocess.Popen[bytes]:
+        log = workdir / f"worker-{name.replace(' ', '-')}-{len(logs)}.log"
+        logs.append(log)
+        process = _start(["worker", *name.split()], env, workdir, log)
+        processes.append(process)
+        return process
+
+    server.start_worker = start_worker
     try:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')  # type: ignore[arg-type]
@@ -189,10 +216,12 @@ def distributed(tag: str, keep: bool = False) -> Iterator[Server]:
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"lightning db migrate failed:\n{migrate.stdout}{migrate.stderr}")
-        processes.append(_start(["worker", "all"], env, workdir, logs[0]))
-        processes.append(_start(["serve"], env, workdir, logs[1]))
-        server.pid = processes[1].pid
-        _wait_ready(server.url, processes, logs)
+        for name in workers:
+            server.workers[name] = start_worker(name)
+        serve = _start(["serve"], env, workdir, logs[0])
+        processes.append(serve)
+        server.pid = serve.pid
+        _wait_ready(server.url, [serve, *server.workers.values()], logs)
         yield server
     finally:
         _stop(processes)

@@ -176,3 +176,27 @@ def test_events_list_prints_every_event(
     assert not any(REDACTED_FIELDS & set(e["data"]) for e in printed)
     table = CliRunner().invoke(cli, ["events", "list", "--limit", "1000"])
     assert table.exit_code == 0, table.output
+
+
+def test_the_sagas_run_over_an_old_log(lightning: Lightning, log_file: Path) -> None:
+    """A deployment upgraded to the sagas: they start from the beginning of a log written
+    before they existed, give its keys the timers they never had (grace ends and expiries long
+    past fire at once) and park nothing."""
+    from .sagas_support import settle
+
+    load_log(lightning, log_file)
+    settle(lightning)
+    assert lightning.consumers.parked(ParkedFilter(consumer="sagas")) == []
+    statuses = {s.name: s for s in lightning.consumers.statuses("sagas")}
+    assert {s.status for s in statuses.values()} == {"running"}
+    keys = {e.aggregate_id for e in lightning.store.iterate(0) if e.aggregate_type == "api_key"}
+    for key in keys:
+        state = lightning.api_keys.get(key)
+        # no key holds a previous secret past its grace, none is active past its expiry
+        assert (
+            state.previous_valid_until is None
+            or state.previous_secret_hash is None
+            or (state.previous_valid_until > lightning.clock())
+        )
+        if state.expires_at is not None and state.status == "active":
+            assert state.expires_at > lightning.clock()

@@ -327,3 +327,66 @@ def test_fifty_concurrent_publications_sharing_agents(app: Lightning) -> None:
         using = {(str(wf), 1) for j, wf in enumerate(flows) if a in shared[j % 3 : j % 3 + 3]}
         assert attached(app, a) == using, i
     assert len(of_type(app, "workflow.published")) == 50
+
+
+# ---- key lifecycle -------------------------------------------------------------------------------
+
+
+def test_a_rotation_policy_gives_its_notice_and_a_rotation_ends_it(
+    app: Lightning, clock: Clock
+) -> None:
+    issued = app.api_keys.issue(ctx(app), name="k", role="viewer", rotation_policy="high_security")
+    settle(app)
+    [view] = app.sagas.get(str(issued.key.id))
+    assert view.status == "WAITING"
+    assert view.next_timer_at == issued_at(app, issued.key.id) + timedelta(days=27)
+    clock.advance(timedelta(days=27, seconds=1))
+    settle(app)
+    state = app.api_keys.get(issued.key.id)
+    assert state.rotation_due_at == issued_at(app, issued.key.id) + timedelta(days=30)
+    row = app.read_models.api_keys().items[0][1]
+    assert row["rotation_due_at"] is not None
+    app.api_keys.rotate(ctx(app), issued.key.id, grace_period_seconds=60)
+    settle(app)
+    assert app.api_keys.get(issued.key.id).rotation_due_at is None
+    [view] = app.sagas.get(str(issued.key.id))
+    assert view.status == "WAITING"  # the grace end, and the next cycle's notice
+    assert len(of_type(app, "api_key.rotation_due")) == 1
+    clock.advance(timedelta(seconds=61))
+    settle(app)
+    assert len(of_type(app, "api_key.previous_secret_retired")) == 1
+
+
+def issued_at(app: Lightning, key: UUID) -> Any:
+    return app.store.load(key)[0].occurred_at
+
+
+def test_a_revocation_cancels_the_pending_timers(app: Lightning, clock: Clock) -> None:
+    key = app.api_keys.issue(
+        ctx(app), name="k", role="viewer", expires_at=clock() + timedelta(hours=1)
+    ).key.id
+    app.api_keys.rotate(ctx(app), key, grace_period_seconds=600)
+    settle(app)
+    app.api_keys.revoke(ctx(app), key)
+    settle(app)
+    clock.advance(timedelta(hours=2))
+    settle(app)
+    assert len(of_type(app, "timer.cancelled")) == 2
+    assert of_type(app, "timer.fired") == []
+    assert of_type(app, "api_key.expired", "api_key.previous_secret_retired") == []
+    assert app.sagas.get(str(key))[0].status == "COMPLETED"
+
+
+def test_a_command_id_given_twice_creates_one_workflow(app: Lightning) -> None:
+    from uuid import uuid5
+
+    a1 = agent(app, "a1")
+    repeat = uuid5(UUID(int=0), "create-triage")
+    first = app.workflows.create(
+        Context(Principal("key:u", "operator"), command_id=repeat), name="wf", graph=_chain(a1)
+    )
+    again = app.workflows.create(
+        Context(Principal("key:u", "operator"), command_id=repeat), name="wf", graph=_chain(a1)
+    )
+    assert (again.position, again.workflow.id) == (first.position, first.workflow.id)
+    assert len(of_type(app, "workflow.created")) == 1

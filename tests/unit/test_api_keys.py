@@ -182,7 +182,7 @@ POLICY_ISSUED = ApiKeyIssued(name="ci", role="operator", secret_hash=H1, rotatio
 
 def test_given_a_policy_when_rotation_due_then_the_notice_stands_until_rotated() -> None:
     due = T0 + timedelta(days=90)
-    notice = api_keys.NoteRotationDue(key_id=KEY, rotations=0, due_at=due)
+    notice = api_keys.NoteRotationDue(key_id=KEY, cycle=1, due_at=due)
     noted = when([POLICY_ISSUED], notice)
     assert noted == [api_keys.ApiKeyRotationDue(due_at=due, policy="standard")]
     assert when([POLICY_ISSUED, *noted], notice) == []  # it stands already
@@ -190,13 +190,13 @@ def test_given_a_policy_when_rotation_due_then_the_notice_stands_until_rotated()
     assert s is not None and s.rotation_due_at == due
     rotated = ApiKeyRotated(secret_hash=H2, previous_valid_until=T0)
     s = state(POLICY_ISSUED, *noted, rotated)
-    assert s is not None and s.rotation_due_at is None and s.rotations == 1
+    assert s is not None and s.rotation_due_at is None and s.cycle == 3
     # the notice of the cycle the rotation ended changes nothing
     assert when([POLICY_ISSUED, *noted, rotated], notice) == []
 
 
 def test_given_no_policy_or_revoked_when_rotation_due_then_nothing() -> None:
-    notice = api_keys.NoteRotationDue(key_id=KEY, rotations=0, due_at=T0)
+    notice = api_keys.NoteRotationDue(key_id=KEY, cycle=1, due_at=T0)
     assert when([ISSUED], notice) == []
     assert when([POLICY_ISSUED, ApiKeyRevoked()], notice) == []
 
@@ -207,7 +207,7 @@ def test_given_rotated_twice_when_the_first_grace_ends_then_the_newer_previous_s
         ApiKeyRotated(secret_hash=H2, previous_valid_until=T0),
         ApiKeyRotated(secret_hash=H3, previous_valid_until=T0 + timedelta(days=1)),
     ]
-    assert when(history, RetirePreviousSecret(key_id=KEY, at=T0, rotations=1)) == []
-    assert when(history, RetirePreviousSecret(key_id=KEY, at=T0, rotations=2)) == [
+    assert when(history, RetirePreviousSecret(key_id=KEY, at=T0, cycle=2)) == []
+    assert when(history, RetirePreviousSecret(key_id=KEY, at=T0, cycle=3)) == [
         ApiKeyPreviousSecretRetired()
     ]

@@ -158,6 +158,18 @@ def test_given_the_first_agent_refused_then_failed_with_nothing_to_undo() -> Non
     assert run.instance is not None and run.instance.status == "FAILED"
 
 
+def test_given_failed_when_an_attachment_lands_late_then_it_is_detached_too() -> None:
+    """An attach sent before the failure was known (another handler degraded the workflow
+    first, or an operator aborted meanwhile) commits after it: it is undone as well."""
+    run = Run(WorkflowPublish())
+    run.event(WF, requested(A1, A2))
+    attached(run, A1)
+    run.event(WF, workflows.WorkflowDegraded(version=1, agent_id=A1))  # fails, detaches A1
+    assert attached(run, A2) == [
+        DetachWorkflow(f"detach version 1 from agent {A2}", agent_id=A2, workflow_id=WF, version=1)
+    ]
+
+
 def test_given_attaching_when_an_attached_agent_is_retired_then_compensated() -> None:
     run = Run(WorkflowPublish())
     run.event(WF, requested(A1, A2))
@@ -211,16 +223,18 @@ def test_a_saga_replayed_with_a_frozen_clock_decides_the_same_commands() -> None
 # ---- agent retirement ----------------------------------------------------------------------------
 
 
-def test_given_an_agent_in_two_workflows_when_retired_then_both_are_degraded() -> None:
+def test_given_an_agent_in_two_workflows_when_retired_then_each_version_is_degraded() -> None:
     other = UUID(int=0xF2)
     run = Run(AgentRetirement())
     refs = (
         agents.AttachedWorkflow(workflow_id=WF, version=1),
+        agents.AttachedWorkflow(workflow_id=WF, version=2),  # published 1, publishing 2
         agents.AttachedWorkflow(workflow_id=other, version=3),
     )
     assert run.event(A1, agents.AgentRetired(name="a", workflows=refs)) == [
-        DegradeWorkflow(f"degrade workflow {WF}", workflow_id=WF, agent_id=A1),
-        DegradeWorkflow(f"degrade workflow {other}", workflow_id=other, agent_id=A1),
+        DegradeWorkflow(f"degrade workflow {WF} v1", workflow_id=WF, agent_id=A1, version=1),
+        DegradeWorkflow(f"degrade workflow {WF} v2", workflow_id=WF, agent_id=A1, version=2),
+        DegradeWorkflow(f"degrade workflow {other} v3", workflow_id=other, agent_id=A1, version=3),
     ]
     assert run.instance is not None and run.instance.status == "COMPLETED"
     assert Run(AgentRetirement()).event(A2, agents.AgentRetired(name="b")) == []
@@ -257,17 +271,17 @@ def test_given_rotated_twice_then_only_the_latest_grace_end_retires_a_secret() -
     first_end, second_end = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
     assert run.event(
         KEY, api_keys.ApiKeyRotated(secret_hash="2" * 64, previous_valid_until=first_end)
-    ) == [ScheduleTimer("retire previous secret #1", due_at=first_end, payload={})]
+    ) == [ScheduleTimer("retire previous secret @v2", due_at=first_end, payload={})]
     assert run.event(
         KEY, api_keys.ApiKeyRotated(secret_hash="3" * 64, previous_valid_until=second_end)
     ) == [
-        CancelTimer("cancel retire previous secret #1", timer_step="retire previous secret #1"),
-        ScheduleTimer("retire previous secret #2", due_at=second_end, payload={}),
+        CancelTimer("cancel retire previous secret @v2", timer_step="retire previous secret @v2"),
+        ScheduleTimer("retire previous secret @v3", due_at=second_end, payload={}),
     ]
     # the first timer fired anyway (it lost the race with its cancellation): nothing
-    assert run.event(KEY, fired("retire previous secret #1", first_end)) == []
-    assert run.event(KEY, fired("retire previous secret #2", second_end)) == [
-        RetirePreviousSecret("retire previous secret #2", key_id=KEY, rotations=2)
+    assert run.event(KEY, fired("retire previous secret @v2", first_end)) == []
+    assert run.event(KEY, fired("retire previous secret @v3", second_end)) == [
+        RetirePreviousSecret("retire previous secret @v3", key_id=KEY, cycle=3)
     ]
 
 
@@ -276,10 +290,10 @@ def test_given_a_policy_then_the_notice_comes_notify_before_days_ahead() -> None
     due = NOW + timedelta(days=30)
     [schedule] = run.event(KEY, issued(rotation_policy="high_security"))
     assert schedule == ScheduleTimer(
-        "rotation notice #0", due_at=due - timedelta(days=3), payload={"due_at": due.isoformat()}
+        "rotation notice @v1", due_at=due - timedelta(days=3), payload={"due_at": due.isoformat()}
     )
-    assert run.event(KEY, fired("rotation notice #0", due, {"due_at": due.isoformat()})) == [
-        NoteRotationDue("rotation notice #0", key_id=KEY, rotations=0, due_at=due)
+    assert run.event(KEY, fired("rotation notice @v1", due, {"due_at": due.isoformat()})) == [
+        NoteRotationDue("rotation notice @v1", key_id=KEY, cycle=1, due_at=due)
     ]
 
 
@@ -289,7 +303,7 @@ def test_given_waiting_when_revoked_then_every_timer_is_cancelled() -> None:
     commands = run.event(KEY, api_keys.ApiKeyRevoked())
     assert {c.timer_step for c in commands if isinstance(c, CancelTimer)} == {  # type: ignore[attr-defined]
         "expire",
-        "rotation notice #0",
+        "rotation notice @v1",
     }
     assert run.instance is not None and run.instance.status == "COMPLETED"
     assert run.event(KEY, fired("expire", NOW)) == []

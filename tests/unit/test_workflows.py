@@ -256,6 +256,48 @@ def test_given_publishing_when_an_agent_of_the_pending_version_is_retired_then_d
     ]
 
 
+def test_given_published_and_publishing_when_an_agent_of_both_is_retired_then_each_is_degraded() -> (
+    None
+):
+    history = [
+        CREATED,
+        REQUESTED,
+        WorkflowPublished(version=1),
+        WorkflowDraftUpdated(graph=SOLO, draft_version=2),
+        WorkflowPublishRequested(version=2, graph=SOLO, agents=(A1,)),
+    ]
+    one = when(history, DegradeWorkflow(workflow_id=WF, agent_id=A1, version=1))
+    two = when(history, DegradeWorkflow(workflow_id=WF, agent_id=A1, version=2))
+    assert (one, two) == (
+        [WorkflowDegraded(version=1, agent_id=A1)],
+        [WorkflowDegraded(version=2, agent_id=A1)],
+    )
+    with pytest.raises(Conflict, match="retired while version 2"):
+        when([*history, *one, *two], CompletePublish(workflow_id=WF, version=2))
+
+
+def test_a_position_that_is_not_a_finite_number_is_refused() -> None:
+    for x in ("NaN", float("inf")):
+        with pytest.raises(ValidationFailed):
+            CreateWorkflow.of(
+                workflow_id=WF,
+                name="x",
+                graph={
+                    "nodes": [
+                        {
+                            "id": "a",
+                            "kind": "tool",
+                            "config": {"name": "t"},
+                            "position": {"x": x, "y": 0},
+                        }
+                    ]
+                },
+            )
+    nan_config = graph([{"id": "a", "kind": "tool", "config": {"name": "t", "w": float("nan")}}])
+    with pytest.raises(ValidationFailed, match="not finite"):
+        workflows.check_graph(nan_config)
+
+
 def test_given_published_when_a_newer_version_publishes_then_the_old_one_is_superseded() -> None:
     history = [
         CREATED,

@@ -60,6 +60,11 @@ class TooDeep(json.JSONDecodeError):
         self.message = message
 
 
+def _not_json(constant: str) -> object:
+    """``NaN``, ``Infinity``: Python reads them, JSON has no such numbers."""
+    raise json.JSONDecodeError(f"{constant} is not a JSON number", constant, 0)
+
+
 class GraphQLEdge(AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any]):
     """What Lightning's GraphQL controller adds to strawberry's (see the module docstring)."""
 
@@ -72,7 +77,7 @@ class GraphQLEdge(AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any]):
         if raw.count(b",") >= self.limits.json_values:
             raise TooDeep(f"the JSON holds more than {self.limits.json_values:,} values")
         try:
-            decoded = json.loads(data)
+            decoded = json.loads(data, parse_constant=_not_json)
         except RecursionError:
             raise TooDeep() from None
         if nesting(decoded, self.limits.variables_depth + 2):

@@ -1,6 +1,7 @@
 """Prometheus metrics, read at scrape time: the store's head, and for every handler of every
 consumer kind its position, lag, status and parked events (projections also under their
-historical ``lightning_projection_*`` names)."""
+historical ``lightning_projection_*`` names); saga instances by status; pending and overdue
+durable timers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..projections import KIND as PROJECTIONS
+from ..sagas import KIND as SAGAS
+from ..sagas import STATUSES as SAGA_STATUSES
 
 if TYPE_CHECKING:
     from ..bootstrap import Lightning
@@ -51,4 +54,20 @@ def metrics_response(app: Lightning) -> Response[bytes]:
             p_position.labels(s.name).set(s.position)
             p_lag.labels(s.name).set(s.lag)
             p_stale.labels(s.name).set(1 if s.status == "stale" else 0)
+    instances = gauge("lightning_saga_instances", "Saga instances by status", ["saga", "status"])
+    counts = app.sagas.counts()
+    for saga in app.consumers.handler_names(SAGAS):
+        if saga == "timers":
+            continue
+        for value in SAGA_STATUSES:
+            instances.labels(saga, value).set(counts.get((saga, value), 0))
+    pending, overdue = app.sagas.timers(app.clock())
+    Gauge(
+        "lightning_timers_pending", "Durable timers scheduled, not yet fired", registry=registry
+    ).set(pending)
+    Gauge(
+        "lightning_timers_overdue",
+        "Pending timers more than 5 s past due (is a saga worker running?)",
+        registry=registry,
+    ).set(overdue)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

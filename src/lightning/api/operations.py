@@ -21,7 +21,8 @@ class OperationsQuery:
     async def projections(
         self, info: Info, consistent_with: int | None = None
     ) -> list[ProjectionStatus]:
-        await consistent(info, consistent_with, check_parked=False)
+        names = app_of(info).consumers.handler_names(PROJECTIONS)
+        await consistent(info, consistent_with, *names, check_parked=False)
         statuses = await run(app_of(info).consumers.statuses, PROJECTIONS)
         return [ProjectionStatus.from_data(s) for s in statuses]
 

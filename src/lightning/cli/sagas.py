@@ -196,9 +196,13 @@ def _read_document(file: str) -> object:
     if len(raw) > DOCUMENT_MAX_BYTES:
         raise ValidationFailed(f"a workflow document is at most {DOCUMENT_MAX_BYTES:,} bytes")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise ValidationFailed(f"{file} is not JSON: {str(exc)[:200]}") from None
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _read(path: Path) -> bytes:

@@ -66,9 +66,11 @@ class TransactionLost(LostRace):
 @contextmanager
 def savepoint(tx: Tx, name: str) -> Iterator[None]:
     tx.execute(f"SAVEPOINT {name}")
+    mark = tx.mark()
     try:
         yield
     except BaseException as exc:
+        tx.forget_since(mark)  # what was undone must not be announced after the commit
         try:
             tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
             tx.execute(f"RELEASE SAVEPOINT {name}")

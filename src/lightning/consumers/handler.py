@@ -45,12 +45,14 @@ class ConsumerKind:
     """A consumer kind as the composition root registers it. ``handlers`` builds fresh handler
     objects (each consumer instance gets its own). ``runs_timers``: its handlers keep the index
     of pending timers (``timers.PendingTimers``), so its workers also run the scheduler that
-    fires them."""
+    fires them. ``batch_size`` bounds a transaction: a kind whose handlers append events
+    (sagas) holds the event store's write lock from its first append until it commits."""
 
     name: str
     handlers: Callable[[], Sequence[Handler]]
     description: str = ""
     runs_timers: bool = False
+    batch_size: int | None = None  # events per transaction (None: the consumers' default)
 
     def handler_names(self) -> list[str]:
         return [h.name for h in self.handlers()]

@@ -107,12 +107,13 @@ class RotateApiKey(Command):
 
 
 class RetirePreviousSecret(Command):
-    """Retire the previous secret (before its grace ends, too). ``rotations``: only if the
-    key has been rotated exactly that often (the key saga's timer is for one rotation)."""
+    """Retire the previous secret (before its grace ends, too). ``cycle``: only if the key's
+    latest rotation is the one at that version of the key (the key saga's timer is for one
+    rotation: after a newer one it changes nothing)."""
 
     key_id: UUID
     at: AwareDatetime
-    rotations: int | None = Field(default=None, ge=1)
+    cycle: int | None = Field(default=None, ge=1)
 
 
 class ExpireApiKey(Command):
@@ -126,11 +127,11 @@ class RevokeApiKey(Command):
 
 
 class NoteRotationDue(Command):
-    """The key saga's notice for the rotation cycle that began with rotation number
-    ``rotations`` (0: since issue); a notice for a cycle that has ended changes nothing."""
+    """The key saga's notice for the rotation cycle that began at version ``cycle`` of the key
+    (its issue, or a rotation); a notice for a cycle that has ended changes nothing."""
 
     key_id: UUID
-    rotations: int = Field(ge=0)
+    cycle: int = Field(ge=1)
     due_at: AwareDatetime
 
 
@@ -159,7 +160,7 @@ class ApiKey(BaseModel):
     previous_valid_until: datetime | None = None
     expires_at: datetime | None = None
     rotation_policy: RotationPolicyName | None = None
-    rotations: int = 0  # how often it was rotated
+    cycle: int = 1  # the version of the key that began its rotation cycle: its issue or rotation
     rotation_due_at: datetime | None = None  # a rotation notice stands
     version: int = 0
 
@@ -207,7 +208,7 @@ def decide(command: ApiKeyCommand, state: ApiKey | None) -> list[ApiKeyEvent]:
 def _retire_previous(command: RetirePreviousSecret, state: ApiKey) -> list[ApiKeyEvent]:
     if state.previous_secret_hash is None:
         return []
-    if command.rotations is not None and command.rotations != state.rotations:
+    if command.cycle is not None and command.cycle != state.cycle:
         return []  # asked at the end of an earlier rotation's grace: that secret is gone
     return [ApiKeyPreviousSecretRetired()]
 
@@ -216,7 +217,7 @@ def _rotation_due(command: NoteRotationDue, state: ApiKey) -> list[ApiKeyEvent]:
     if (
         state.status != "active"
         or state.rotation_policy is None
-        or command.rotations != state.rotations  # that cycle ended with a rotation
+        or command.cycle != state.cycle  # that cycle ended with a rotation
         or state.rotation_due_at is not None  # the notice stands already
     ):
         return []
@@ -297,7 +298,7 @@ def evolve(state: ApiKey | None, event: DomainEvent, aggregate_id: UUID) -> ApiK
             "secret_hash": event.secret_hash,
             "previous_secret_hash": state.secret_hash,
             "previous_valid_until": event.previous_valid_until,
-            "rotations": state.rotations + 1,
+            "cycle": version,
             "rotation_due_at": None,
         }
     elif isinstance(event, ApiKeyRotationDue):

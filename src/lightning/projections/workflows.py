@@ -53,7 +53,7 @@ def workflow_row(old: Row | None, envelope: Envelope) -> Row | None:
     if envelope.type == "workflow.draft_updated":
         changes = {"draft": to_json(data["graph"]), "draft_version": data["draft_version"]}
     elif envelope.type == "workflow.publish_requested":
-        changes = {"status": "PUBLISHING"}
+        changes = {"status": "PUBLISHING", "failure_reason": None}
     elif envelope.type == "workflow.published":
         changes = {
             "status": "PUBLISHED",

@@ -20,6 +20,10 @@ from .key_lifecycle import KeyLifecycle
 from .runtime import SagaHandler
 from .workflow_publish import WorkflowPublish
 
+# Events per saga transaction: from its first command until it commits, a batch holds the event
+# store's write lock (so positions keep commit order), and every other command waits for it.
+SAGA_BATCH = 100
+
 
 def all_sagas() -> list[Saga[Any]]:
     return [WorkflowPublish(), AgentRetirement(), KeyLifecycle()]
@@ -43,6 +47,7 @@ def saga_coordinators(
         handlers,
         "process managers: workflow publication, agent retirement, key lifecycle",
         runs_timers=True,
+        batch_size=SAGA_BATCH,
     )
 
 

@@ -19,11 +19,11 @@ from .commands import DegradeWorkflow, SagaCommand
 class Retirement(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    workflows: tuple[UUID, ...] = ()
+    workflows: tuple[tuple[UUID, int], ...] = ()  # (workflow, version) it was attached to
 
 
-def degrade_step(workflow: UUID) -> str:
-    return f"degrade workflow {workflow}"
+def degrade_step(workflow: UUID, version: int) -> str:
+    return f"degrade workflow {workflow} v{version}"
 
 
 class AgentRetirement(Saga[Retirement]):
@@ -43,18 +43,22 @@ class AgentRetirement(Saga[Retirement]):
                 return None
             failed = current.step(message.command.step, "FAILED", now, message.error)
             return Decision(replace(failed, status="FAILED", failure_reason=message.error))
-        workflows = tuple(
-            dict.fromkeys(UUID(w["workflow_id"]) for w in message.data.get("workflows", ()))
+        attached = tuple(
+            dict.fromkeys(
+                (UUID(w["workflow_id"]), int(w["version"]))
+                for w in message.data.get("workflows", ())
+            )
         )
-        if current is not None or not workflows:
+        if current is not None or not attached:
             return None  # retired once; or used by no workflow: nothing to do
-        instance = self.start(str(message.aggregate_id), message, Retirement(workflows=workflows))
+        instance = self.start(str(message.aggregate_id), message, Retirement(workflows=attached))
         commands: list[SagaCommand] = []
-        for workflow in workflows:
-            instance = instance.step(degrade_step(workflow), "DONE", now)
+        for workflow, version in attached:  # each version: the published one and one publishing
+            step = degrade_step(workflow, version)
+            instance = instance.step(step, "DONE", now)
             commands.append(
                 DegradeWorkflow(
-                    degrade_step(workflow), workflow_id=workflow, agent_id=message.aggregate_id
+                    step, workflow_id=workflow, agent_id=message.aggregate_id, version=version
                 )
             )
         return Decision(replace(instance, status="COMPLETED"), commands)

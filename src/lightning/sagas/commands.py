@@ -65,12 +65,13 @@ class FailPublish(SagaCommand):
 class DegradeWorkflow(SagaCommand):
     workflow_id: UUID
     agent_id: UUID
+    version: int
 
 
 @dataclass(frozen=True)
 class RetirePreviousSecret(SagaCommand):
     key_id: UUID
-    rotations: int
+    cycle: int
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ExpireApiKey(SagaCommand):
 @dataclass(frozen=True)
 class NoteRotationDue(SagaCommand):
     key_id: UUID
-    rotations: int
+    cycle: int
     due_at: datetime
 
 
@@ -122,14 +123,14 @@ class Dispatcher:
                 return self.workflows.complete_publish(ctx, w, v).position
             case FailPublish(workflow_id=w, version=v, reason=reason):
                 return self.workflows.fail_publish(ctx, w, v, reason).position
-            case DegradeWorkflow(workflow_id=w, agent_id=a):
-                return self.workflows.degrade(ctx, w, a).position
-            case RetirePreviousSecret(key_id=k, rotations=n):
-                return self.keys.retire_previous_secret(ctx, k, rotations=n).position
+            case DegradeWorkflow(workflow_id=w, agent_id=a, version=v):
+                return self.workflows.degrade(ctx, w, a, v).position
+            case RetirePreviousSecret(key_id=k, cycle=n):
+                return self.keys.retire_previous_secret(ctx, k, cycle=n).position
             case ExpireApiKey(key_id=k):
                 return self.keys.expire(ctx, k).position
-            case NoteRotationDue(key_id=k, rotations=n, due_at=due):
-                return self.keys.note_rotation_due(ctx, k, rotations=n, due_at=due).position
+            case NoteRotationDue(key_id=k, cycle=n, due_at=due):
+                return self.keys.note_rotation_due(ctx, k, cycle=n, due_at=due).position
             case ScheduleTimer(step=step, due_at=due, payload=payload):
                 return self.timers.schedule(
                     ctx, saga=saga, instance=instance, step=step, due_at=due, payload=payload

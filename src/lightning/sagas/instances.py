@@ -14,7 +14,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -214,6 +214,25 @@ class SagaQueries:
         views = [SagaView.from_row(r) for r in found]
         page = [(encode_place((v.started_position, v.type, v.id)), v) for v in views[:first]]
         return page, len(views) > first
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(saga type, status) -> how many instances (PARKED counted as such)."""
+        found = self.backend.query(
+            "SELECT saga, CASE WHEN parked THEN 'PARKED' ELSE status END AS shown, COUNT(*) AS n"  # noqa: S608
+            f" FROM ({self._all()}) AS listed GROUP BY saga, shown",
+            self._base_params(),
+        )
+        return {(r["saga"], r["shown"]): int(r["n"]) for r in found}
+
+    def timers(self, now: datetime) -> tuple[int, int]:
+        """How many durable timers are pending, and how many of them are overdue by more than
+        five seconds (a sign that no scheduler is running)."""
+        [row] = self.backend.query(
+            "SELECT COUNT(*) AS pending, SUM(CASE WHEN due_at < ? THEN 1 ELSE 0 END) AS overdue"
+            " FROM pending_timers",
+            (format_time(now - timedelta(seconds=5)),),
+        )
+        return int(row["pending"]), int(row["overdue"] or 0)
 
     def get(self, instance: str, type: str | None = None) -> list[SagaView]:
         """Every instance with this id (one per saga type that has it), or only ``type``'s."""

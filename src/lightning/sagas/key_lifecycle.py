@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..domain.api_keys import ROTATION_POLICIES, RotationPolicyName
 from ..services.workflows import WorkflowService
 from ..store.envelope import Envelope
-from .base import Decision, Instance, Message, Refused, Saga
+from .base import Decision, Instance, Message, Refused, Saga, SagaStatus
 from .commands import (
     CancelTimer,
     ExpireApiKey,
@@ -34,16 +34,17 @@ from .commands import (
     ScheduleTimer,
 )
 
+# Step (and timer) names; a rotation's and a cycle's carry the key's version of the event that
+# began them (the issue is version 1), so they come from the log, never from a count kept here.
 EXPIRE = "expire"
-RETIRE = "retire previous secret #"
-NOTICE = "rotation notice #"
+RETIRE = "retire previous secret @v"
+NOTICE = "rotation notice @v"
 
 
 class KeyTimers(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     policy: RotationPolicyName | None = None
-    rotations: int = 0
     timers: dict[str, datetime] = Field(default_factory=dict)  # pending: step -> due
     ended: bool = False
 
@@ -81,7 +82,7 @@ class KeyLifecycle(Saga[KeyTimers]):
             if current is None:
                 return None
             failed = current.step(message.command.step, "FAILED", now, message.error)
-            return Decision(replace(failed, failure_reason=message.error))
+            return Decision(replace(failed, status="FAILED", failure_reason=message.error))
         if message.type == "api_key.issued":
             return self._issued(message, now)
         if current is None and message.type == "api_key.rotated":
@@ -114,30 +115,28 @@ class KeyLifecycle(Saga[KeyTimers]):
         plan: list[tuple[str, datetime, dict[str, object]]] = []
         if expires_at is not None:
             plan.append((EXPIRE, _parse(expires_at), {}))
-        plan += self._notice(instance.state, event.occurred_at, 0)
+        plan += self._notice(instance.state, event.occurred_at, event.version)
         return self._schedule(instance, plan, [], now)
 
     def _rotated(
         self, current: Instance[KeyTimers], event: Envelope, now: datetime
     ) -> Decision[KeyTimers]:
-        rotations = current.state.rotations + 1
-        state = current.state.model_copy(update={"rotations": rotations})
-        replaced = [s for s in state.timers if s.startswith((RETIRE, NOTICE))]
+        replaced = [s for s in current.state.timers if s.startswith((RETIRE, NOTICE))]
         plan: list[tuple[str, datetime, dict[str, object]]] = [
-            (f"{RETIRE}{rotations}", _parse(event.data["previous_valid_until"]), {})
+            (f"{RETIRE}{event.version}", _parse(event.data["previous_valid_until"]), {})
         ]
-        plan += self._notice(state, event.occurred_at, rotations)
-        return self._schedule(replace(current, state=state), plan, replaced, now)
+        plan += self._notice(current.state, event.occurred_at, event.version)
+        return self._schedule(current, plan, replaced, now)
 
     def _notice(
-        self, state: KeyTimers, cycle_start: datetime, rotations: int
+        self, state: KeyTimers, cycle_start: datetime, cycle: int
     ) -> list[tuple[str, datetime, dict[str, object]]]:
         if state.policy is None:
             return []
         policy = ROTATION_POLICIES[state.policy]
         due = cycle_start + timedelta(days=policy.rotate_every_days)
         notify_at = due - timedelta(days=policy.notify_before_days)
-        return [(f"{NOTICE}{rotations}", notify_at, {"due_at": due.isoformat()})]
+        return [(f"{NOTICE}{cycle}", notify_at, {"due_at": due.isoformat()})]
 
     def _schedule(
         self,
@@ -172,12 +171,10 @@ class KeyLifecycle(Saga[KeyTimers]):
         if step == EXPIRE:
             command = ExpireApiKey(step, key_id=key)
         elif step.startswith(RETIRE):
-            command = RetirePreviousSecret(step, key_id=key, rotations=int(step[len(RETIRE) :]))
+            command = RetirePreviousSecret(step, key_id=key, cycle=int(step[len(RETIRE) :]))
         else:
             due = _parse(event.data.get("payload", {}).get("due_at"))
-            command = NoteRotationDue(
-                step, key_id=key, rotations=int(step[len(NOTICE) :]), due_at=due
-            )
+            command = NoteRotationDue(step, key_id=key, cycle=int(step[len(NOTICE) :]), due_at=due)
         timers = {s: d for s, d in current.state.timers.items() if s != step}
         instance = current.step(step, "DONE", now)
         return Decision(
@@ -203,11 +200,13 @@ class KeyLifecycle(Saga[KeyTimers]):
 
 
 def _settled(instance: Instance[KeyTimers], state: KeyTimers) -> Instance[KeyTimers]:
-    """WAITING while a timer is pending, COMPLETED otherwise; the next timer's time."""
+    """WAITING while a timer is pending, COMPLETED otherwise (FAILED stays: a step this saga
+    could not take is not taken later); the next timer's time."""
     upcoming = min(state.timers.values(), default=None)
+    status: SagaStatus = "WAITING" if state.timers else "COMPLETED"
     return replace(
         instance,
         state=state,
-        status="WAITING" if state.timers else "COMPLETED",
+        status="FAILED" if instance.status == "FAILED" else status,
         next_timer_at=upcoming,
     )

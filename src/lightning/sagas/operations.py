@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4, uuid5
 
 from ..consumers import Consumers, ParkedEvent, ParkedFilter, RetryResult
 from ..domain.catalogue import Catalogue
@@ -58,6 +59,13 @@ def abort(
         if current is None:
             raise NotFound(f"no {saga.name} saga {key[:100]!r}", details={"id": key[:100]})
         raise Conflict(f"the {saga.name} saga {key} has nothing left to abort ({current.status})")
+    abort = uuid4()  # this abort: each of its commands gets an id of its own from it
     for command in commands:
-        dispatcher.send(ctx, saga.name, key, command)
+        one = Context(
+            ctx.principal,
+            correlation_id=ctx.correlation_id,
+            command_id=uuid5(abort, command.step),
+            now=ctx.now,
+        )
+        dispatcher.send(one, saga.name, key, command)
     return Aborted(saga.name, key, skipped, [c.step for c in commands])

@@ -122,11 +122,13 @@ class SagaHandler:
 
     def _context(self, trigger: Envelope, command: SagaCommand) -> Context:
         """The command's identity: caused by ``trigger``, in its correlation, with an id
-        derived from (saga, trigger, step), at the runtime's clock."""
+        derived from (saga, trigger, step). Its time is the runtime's clock, but never before
+        its trigger's: a timer fired by another process whose clock runs ahead is due here too
+        (a command it sends, an expiry, is decided at or after the timer's time)."""
         return Context(
             self.principal,
             correlation_id=trigger.correlation_id,
             causation_id=trigger.id,
             command_id=command_id(self.name, trigger.id, command.step),
-            now=self.clock,
+            now=lambda: max(self.clock(), trigger.occurred_at),
         )

@@ -29,7 +29,7 @@ from .commands import (
     SagaCommand,
 )
 
-Phase = Literal["attaching", "completing", "compensating", "completed", "failed"]
+Phase = Literal["attaching", "completing", "completed", "failed"]
 
 
 class Publication(BaseModel):
@@ -111,8 +111,18 @@ class WorkflowPublish(Saga[Publication]):
         self, current: Instance[Publication], agent: UUID, now: datetime
     ) -> Decision[Publication] | None:
         state = current.state
-        if state.phase != "attaching" or agent in state.attached or agent not in state.agents:
-            return None  # a redelivery, or an attachment being undone
+        if agent in state.attached or agent not in state.agents:
+            return None  # a redelivery
+        if state.phase == "failed":
+            # An attachment that landed after the publication failed (sent before the
+            # failure was known, or by an attach racing an operator's abort): undo it too.
+            step = detach_step(agent, state.version)
+            detach = DetachWorkflow(
+                step, agent_id=agent, workflow_id=UUID(current.id), version=state.version
+            )
+            return Decision(current.step(attach_step(agent), "COMPENSATED", now), [detach])
+        if state.phase != "attaching":
+            return None
         state = state.model_copy(update={"attached": (*state.attached, agent)})
         instance = current.step(attach_step(agent), "DONE", now)
         workflow = UUID(current.id)
@@ -215,7 +225,7 @@ class WorkflowPublish(Saga[Publication]):
         """Detach what was attached (latest first), then record ``workflow.publish_failed``."""
         state = current.state
         if state.phase not in ("attaching", "completing"):
-            return None  # compensating already, or settled
+            return None  # failed already, or published
         workflow = UUID(current.id)
         commands: list[SagaCommand] = []
         instance = current

@@ -116,18 +116,18 @@ class ApiKeyService:
         return self._handle(ctx, parse(api_keys.RevokeApiKey, key_id=key_id, reason=reason))
 
     def retire_previous_secret(
-        self, ctx: Context, key_id: UUID, *, rotations: int | None = None
+        self, ctx: Context, key_id: UUID, *, cycle: int | None = None
     ) -> KeyResult:
         ctx.principal.require("administer")
-        command = api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.at, rotations=rotations)
+        command = api_keys.RetirePreviousSecret(key_id=key_id, at=ctx.at, cycle=cycle)
         return self._handle(ctx, command)
 
     def note_rotation_due(
-        self, ctx: Context, key_id: UUID, *, rotations: int, due_at: datetime
+        self, ctx: Context, key_id: UUID, *, cycle: int, due_at: datetime
     ) -> KeyResult:
         """The rotation policy's notice (the key saga sends it ``notify before`` days ahead)."""
         ctx.principal.require("administer")
-        command = api_keys.NoteRotationDue(key_id=key_id, rotations=rotations, due_at=due_at)
+        command = api_keys.NoteRotationDue(key_id=key_id, cycle=cycle, due_at=due_at)
         return self._handle(ctx, command)
 
     def expire(self, ctx: Context, key_id: UUID) -> KeyResult:

@@ -98,9 +98,13 @@ class WorkflowService:
         )
         return self._handle(ctx, command)
 
-    def degrade(self, ctx: Context, workflow_id: UUID, agent_id: UUID) -> WorkflowResult:
+    def degrade(
+        self, ctx: Context, workflow_id: UUID, agent_id: UUID, version: int | None = None
+    ) -> WorkflowResult:
         ctx.principal.require("operate")
-        command = workflows.DegradeWorkflow(workflow_id=workflow_id, agent_id=agent_id)
+        command = workflows.DegradeWorkflow(
+            workflow_id=workflow_id, agent_id=agent_id, version=version
+        )
         return self._handle(ctx, command)
 
     # ---- reads --------------------------------------------------------------------------------

@@ -44,6 +44,14 @@ class Tx:
         """Run ``callback`` once this transaction has committed (never if it rolls back)."""
         self._after_commit.append(callback)
 
+    def mark(self) -> int:
+        """Where the after-commit callbacks stand (before a savepoint)."""
+        return len(self._after_commit)
+
+    def forget_since(self, mark: int) -> None:
+        """Drop the callbacks registered since ``mark``: their savepoint was rolled back."""
+        del self._after_commit[mark:]
+
     def committed(self) -> None:
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:

@@ -37,11 +37,13 @@ _COLLISIONS = (psycopg.IntegrityError, sqlite3.IntegrityError, StoreIntegrityErr
 @contextmanager
 def _savepoint(tx: Tx, name: str) -> Iterator[None]:
     tx.execute(f"SAVEPOINT {name}")
+    mark = tx.mark()
     try:
         yield
     except BaseException:
         tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
         tx.execute(f"RELEASE SAVEPOINT {name}")
+        tx.forget_since(mark)
         raise
     tx.execute(f"RELEASE SAVEPOINT {name}")
 

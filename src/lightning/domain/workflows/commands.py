@@ -45,8 +45,12 @@ class RestoreWorkflowVersion(Command):
 
 
 class DegradeWorkflow(Command):
+    """``agent_id`` was retired while attached to ``version`` (None: whichever of the published
+    version and the one being published uses it)."""
+
     workflow_id: UUID
     agent_id: UUID
+    version: int | None = None
 
 
 WorkflowCommand = (

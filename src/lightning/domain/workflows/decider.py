@@ -131,15 +131,16 @@ def _settle(
 
 def _degrade(command: DegradeWorkflow, state: Workflow) -> list[WorkflowEvent]:
     """The published version, or the one being published, uses a retired agent."""
-    for version in (state.published, state.pending):
-        if (
-            version is not None
-            and command.agent_id in version.agents
-            and command.agent_id not in version.degraded_by
-            and state.status != "ARCHIVED"
-        ):
-            return [WorkflowDegraded(version=version.version, agent_id=command.agent_id)]
-    return []
+    live = [v for v in (state.published, state.pending) if v is not None]
+    if command.version is not None:
+        live = [v for v in live if v.version == command.version]
+    return [
+        WorkflowDegraded(version=version.version, agent_id=command.agent_id)
+        for version in live
+        if command.agent_id in version.agents
+        and command.agent_id not in version.degraded_by
+        and state.status != "ARCHIVED"
+    ]
 
 
 # ---- evolution --------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class _Strict(BaseModel):
 
 
 class DocumentPosition(_Strict):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
     x: float
     y: float
 

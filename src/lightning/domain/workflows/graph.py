@@ -25,6 +25,8 @@ class Frozen(BaseModel):
 
 
 class Position(Frozen):
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
     x: float
     y: float
 
@@ -83,7 +85,13 @@ def check_graph(graph: Graph) -> tuple[UUID, ...]:
 def _check_node(node: Node) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if not 1 <= len(node.id) <= 100 or control_characters(node.id):
         raise _bad("nodes", "a node id has 1 to 100 characters, none of them control characters")
-    if len(json.dumps(node.config).encode()) > NODE_CONFIG_MAX_BYTES:
+    try:
+        encoded = json.dumps(node.config, allow_nan=False).encode()
+    except ValueError:
+        raise _bad(
+            "config", f"node {node.id!r}'s config holds a number that is not finite"
+        ) from None
+    if len(encoded) > NODE_CONFIG_MAX_BYTES:
         raise _bad("config", f"node {node.id!r}'s config is over {NODE_CONFIG_MAX_BYTES:,} bytes")
     kind = component(node.kind)
     config = kind.parse(node.config)
