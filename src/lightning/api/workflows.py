@@ -13,6 +13,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from ..projections.queries import Page
 from ..sagas import SagaView
+from ..services.workflows import WorkflowResult
 from ..store.backends import Row
 from .context import (
     CanOperate,
@@ -164,6 +165,10 @@ def _sagas_size(found: tuple[list[tuple[str, SagaView]], bool]) -> int:
     return sum(256 + len(str(view.steps)) + len(view.failure_reason or "") for _, view in found[0])
 
 
+def payload(result: WorkflowResult) -> WorkflowPayload:
+    return WorkflowPayload(position=result.position, workflow=Workflow.from_state(result.workflow))
+
+
 @strawberry.type
 class WorkflowMutation:
     @strawberry.mutation(permission_classes=[CanOperate])
@@ -172,9 +177,7 @@ class WorkflowMutation:
         result = await run(
             app_of(info).workflows.create, ctx, name=input.name, graph=input.graph.to_dict()
         )
-        return WorkflowPayload(
-            position=result.position, workflow=Workflow.from_state(result.workflow)
-        )
+        return payload(result)
 
     @strawberry.mutation(permission_classes=[CanOperate])
     async def update_workflow_draft(
@@ -187,9 +190,7 @@ class WorkflowMutation:
             uuid_arg(input.id),
             graph=input.graph.to_dict(),
         )
-        return WorkflowPayload(
-            position=result.position, workflow=Workflow.from_state(result.workflow)
-        )
+        return payload(result)
 
     @strawberry.mutation(
         permission_classes=[CanOperate],
@@ -199,21 +200,15 @@ class WorkflowMutation:
     async def publish_workflow(
         self, info: Info, id: strawberry.ID, command_id: str | None = None
     ) -> WorkflowPayload:
-        ctx = ctx_of(info, command_id)
-        result = await run(app_of(info).workflows.request_publish, ctx, uuid_arg(id))
-        return WorkflowPayload(
-            position=result.position, workflow=Workflow.from_state(result.workflow)
-        )
+        workflows = app_of(info).workflows
+        return payload(await run(workflows.request_publish, ctx_of(info, command_id), uuid_arg(id)))
 
     @strawberry.mutation(permission_classes=[CanOperate])
     async def archive_workflow(
         self, info: Info, id: strawberry.ID, command_id: str | None = None
     ) -> WorkflowPayload:
-        ctx = ctx_of(info, command_id)
-        result = await run(app_of(info).workflows.archive, ctx, uuid_arg(id))
-        return WorkflowPayload(
-            position=result.position, workflow=Workflow.from_state(result.workflow)
-        )
+        workflows = app_of(info).workflows
+        return payload(await run(workflows.archive, ctx_of(info, command_id), uuid_arg(id)))
 
     @strawberry.mutation(
         permission_classes=[CanOperate],
@@ -222,11 +217,8 @@ class WorkflowMutation:
     async def restore_workflow_version(
         self, info: Info, id: strawberry.ID, version: int, command_id: str | None = None
     ) -> WorkflowPayload:
-        ctx = ctx_of(info, command_id)
-        result = await run(app_of(info).workflows.restore_version, ctx, uuid_arg(id), version)
-        return WorkflowPayload(
-            position=result.position, workflow=Workflow.from_state(result.workflow)
-        )
+        ctx, workflows = ctx_of(info, command_id), app_of(info).workflows
+        return payload(await run(workflows.restore_version, ctx, uuid_arg(id), version))
 
     @strawberry.mutation(
         permission_classes=[CanOperate],
@@ -235,11 +227,8 @@ class WorkflowMutation:
     async def import_workflow(
         self, info: Info, document: JSON, command_id: str | None = None
     ) -> WorkflowPayload:
-        ctx = ctx_of(info, command_id)
-        result = await run(app_of(info).workflows.import_document, ctx, document)
-        return WorkflowPayload(
-            position=result.position, workflow=Workflow.from_state(result.workflow)
-        )
+        workflows = app_of(info).workflows
+        return payload(await run(workflows.import_document, ctx_of(info, command_id), document))
 
     @strawberry.mutation(
         permission_classes=[CanOperate],
