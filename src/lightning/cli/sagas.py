@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..domain.errors import NotFound, ValidationFailed
 from ..domain.limits import REASON_MAX
@@ -17,7 +16,7 @@ from ..domain.workflows.document import document_json
 from ..sagas import STATUSES, SagaView
 from ..services import Context
 from ..store.envelope import format_time
-from .common import err, fail, lightning, operator, out, parse_id
+from .common import err, fail, lightning, operator, parse_id
 from .consumers import report_retry, say
 
 sagas_app = typer.Typer(help="Inspect saga instances; retry or abort one.", no_args_is_help=True)
@@ -73,18 +72,12 @@ def sagas_list(
             for view in views:
                 sys.stdout.write(json.dumps(view_json(view)) + "\n")
             return
-        table = Table("type", "id", "status", "steps", "next timer", "failure")
+        # One line each, never cut: ids are for copying into `sagas show|retry|abort`.
         for v in views:
             done = sum(s.status == "DONE" for s in v.steps)
-            table.add_row(
-                v.type,
-                v.id,
-                v.status,
-                f"{done}/{len(v.steps)}",
-                _time(v.next_timer_at),
-                v.failure_reason or "",
-            )
-        out.print(table)
+            timer = f"  next timer {_time(v.next_timer_at)}" if v.next_timer_at else ""
+            failure = f"  failure: {v.failure_reason}" if v.failure_reason else ""
+            say(f"{v.type:<17} {v.id}  {v.status:<11} {done}/{len(v.steps)} steps{timer}{failure}")
         if more:
             err.print(f"more than {limit}: raise --limit or filter by --type / --status")
         elif not views:
