@@ -104,11 +104,13 @@ def test_publish_a_workflow_and_watch_one_fail_and_be_compensated(server: Server
 
     sagas = server.data(
         """{ sagas(type: "workflow_publish") { edges { node {
-              id type status correlationId failureReason nextTimerAt steps { name status } } } } }"""
+              id type status correlationId failureReason nextTimerAt steps { name status }
+              state } } } }"""
     )["sagas"]["edges"]
     by_id = {e["node"]["id"]: e["node"] for e in sagas}
     assert by_id[good]["status"] == "COMPLETED"
     assert [s["status"] for s in by_id[good]["steps"]] == ["DONE", "DONE", "DONE"]
+    assert by_id[good]["state"]["phase"] == "completed"
     assert by_id[doomed]["status"] == "COMPENSATED"
     assert by_id[doomed]["failureReason"] == f"agent {a3} is retired"
     assert [s["status"] for s in by_id[doomed]["steps"]] == [

@@ -293,6 +293,7 @@ class Saga:
     position: int = strawberry.field(description="the last event it applied")
     started_at: datetime
     updated_at: datetime
+    state: JSON = strawberry.field(description="what the saga keeps of this instance")
 
     @classmethod
     def from_view(cls, view: SagaView) -> Saga:
@@ -312,4 +313,5 @@ class Saga:
             position=view.position,
             started_at=view.started_at,
             updated_at=view.updated_at,
+            state=cast(JSON, view.state),
         )
