@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from .domain import agent_names, agents, api_keys, consumers, timers, workflows
 from .domain.errors import NotFound, ValidationFailed
-from .domain.messages import DomainEvent
+from .domain.messages import UNKNOWN, DomainEvent
 from .store.envelope import REDACTED_FIELDS
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ def replay(
     aggregate_type = envelopes[0].aggregate_type
     evolve, state = _folds(aggregate_id).get(aggregate_type, (lambda s, e: s, None))
     for envelope in envelopes:
-        event = envelope.domain_event()
-        if event is not None:
-            state = evolve(state, event)
+        state = evolve(state, envelope.domain_event() or UNKNOWN)
     shown = state.model_dump(mode="json", exclude=_REDACTED) if isinstance(state, BaseModel) else {}
     last = envelopes[-1]
     return Replayed(

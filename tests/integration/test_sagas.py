@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from lightning.bootstrap import Lightning
-from lightning.consumers import ParkedFilter
+from lightning.consumers import ParkedFilter, run_to_head
 from lightning.services import Context
 from lightning.services.common import Principal
 
@@ -390,3 +390,64 @@ def test_a_command_id_given_twice_creates_one_workflow(app: Lightning) -> None:
     )
     assert (again.position, again.workflow.id) == (first.position, first.workflow.id)
     assert len(of_type(app, "workflow.created")) == 1
+
+
+def test_an_abort_that_loses_the_race_to_the_completion_leaves_the_published_version_alone(
+    app: Lightning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.sagas.workflow_publish import WorkflowPublish
+
+    a1, a2 = agent(app, "a1"), agent(app, "a2")
+    wf = workflow(app, "wf", a1, a2)
+    app.workflows.request_publish(ctx(app), wf)
+    run_to_head(app.consumers.build("sagas"))  # the publication's first step: it is running
+    assert app.sagas.get(str(wf))[0].status == "RUNNING"
+    real = WorkflowPublish.abort
+
+    def racing(self: WorkflowPublish, *args: Any) -> Any:
+        commands = real(self, *args)  # decided while the publication was pending ...
+        settle(app)  # ... which completes before they are sent
+        return commands
+
+    monkeypatch.setattr(WorkflowPublish, "abort", racing)
+    app.abort_saga(Context(Principal("cli:ops", "admin")), str(wf))
+    settle(app)
+    state = app.workflows.get(wf)
+    assert (state.status, state.published_version) == ("PUBLISHED", 1)
+    assert attached(app, a1) == attached(app, a2) == {(str(wf), 1)}
+
+
+def test_an_event_type_this_version_does_not_know_does_not_confuse_the_key_timers(
+    app: Lightning, clock: Clock
+) -> None:
+    """A newer version's event on a key's stream is folded as "something happened": the
+    key's version stays its stream's, and the timers named after it still act."""
+    from uuid import uuid4
+
+    from lightning.store.envelope import Envelope
+
+    key = app.api_keys.issue(ctx(app), name="k", role="viewer").key.id
+    last = app.store.load(key)[-1]
+    app.store.append(
+        [
+            Envelope(
+                id=uuid4(),
+                type="api_key.labelled",
+                aggregate_type="api_key",
+                aggregate_id=key,
+                version=last.version + 1,
+                position=0,
+                occurred_at=clock(),
+                actor="system",
+                correlation_id=uuid4(),
+                data={"label": "from a newer version"},
+            )
+        ]
+    )
+    app.api_keys.rotate(ctx(app), key, grace_period_seconds=60)
+    assert app.api_keys.get(key).version == 3 == app.store.load(key)[-1].version
+    settle(app)
+    clock.advance(timedelta(seconds=61))
+    settle(app)
+    assert app.api_keys.get(key).previous_secret_hash is None
+    assert len(of_type(app, "api_key.previous_secret_retired")) == 1

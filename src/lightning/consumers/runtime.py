@@ -79,7 +79,7 @@ class Consumers:
             self.tracking,
             self.events,
             policy=self.policy,
-            batch_size=chosen.batch_size or self.batch_size,
+            batch_size=min(chosen.batch_size or self.batch_size, self.batch_size),
             on_progress=self._advanced,
         )
 

@@ -22,6 +22,18 @@ class DomainEvent(BaseModel):
     schema_version: ClassVar[int] = 1
 
 
+class UnknownEvent(DomainEvent):
+    """An event of a type this code does not know (written by a newer version): folded as
+    "something happened" — it changes no state, but it counts, so a state's ``version`` is
+    always its stream's, whatever it could read. Never stored, never registered."""
+
+    type = "unknown"
+    aggregate_type = "unknown"
+
+
+UNKNOWN = UnknownEvent()
+
+
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 

@@ -121,7 +121,7 @@ class KeyLifecycle(Saga[KeyTimers]):
     def _rotated(
         self, current: Instance[KeyTimers], event: Envelope, now: datetime
     ) -> Decision[KeyTimers]:
-        replaced = [s for s in current.state.timers if s.startswith((RETIRE, NOTICE))]
+        replaced = [s for s in current.state.timers if s != EXPIRE]  # the rotation's and notice
         plan: list[tuple[str, datetime, dict[str, object]]] = [
             (f"{RETIRE}{event.version}", _parse(event.data["previous_valid_until"]), {})
         ]
@@ -167,14 +167,11 @@ class KeyLifecycle(Saga[KeyTimers]):
         if step not in current.state.timers:
             return None  # cancelled meanwhile: the cancellation lost the race, nothing to do
         key = UUID(current.id)
-        command: SagaCommand
-        if step == EXPIRE:
-            command = ExpireApiKey(step, key_id=key)
-        elif step.startswith(RETIRE):
-            command = RetirePreviousSecret(step, key_id=key, cycle=int(step[len(RETIRE) :]))
-        else:
-            due = _parse(event.data.get("payload", {}).get("due_at"))
-            command = NoteRotationDue(step, key_id=key, cycle=int(step[len(NOTICE) :]), due_at=due)
+        command = _command_for(step, key, event.data.get("payload", {}))
+        if command is None:  # a step this code does not name: nothing it could do
+            timers = {s: d for s, d in current.state.timers.items() if s != step}
+            instance = current.step(step, "CANCELLED", now, "not a step of this version")
+            return Decision(_settled(instance, current.state.model_copy(update={"timers": timers})))
         timers = {s: d for s, d in current.state.timers.items() if s != step}
         instance = current.step(step, "DONE", now)
         return Decision(
@@ -197,6 +194,20 @@ class KeyLifecycle(Saga[KeyTimers]):
         decision = self._schedule(current, [], list(current.state.timers), now)
         ended = decision.instance.state.model_copy(update={"ended": True})
         return Decision(_settled(decision.instance, ended), decision.commands)
+
+
+def _command_for(step: str, key: UUID, payload: dict[str, object]) -> SagaCommand | None:
+    """What a fired timer's step asks for; None for a name this version does not give."""
+    if step == EXPIRE:
+        return ExpireApiKey(step, key_id=key)
+    cycle = step.rpartition("@v")[2]
+    if not cycle.isdigit():
+        return None
+    if step.startswith(RETIRE):
+        return RetirePreviousSecret(step, key_id=key, cycle=int(cycle))
+    if step.startswith(NOTICE) and payload.get("due_at") is not None:
+        return NoteRotationDue(step, key_id=key, cycle=int(cycle), due_at=_parse(payload["due_at"]))
+    return None
 
 
 def _settled(instance: Instance[KeyTimers], state: KeyTimers) -> Instance[KeyTimers]:

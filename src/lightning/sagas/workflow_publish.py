@@ -179,27 +179,16 @@ class WorkflowPublish(Saga[Publication]):
     def abort(
         self, current: Instance[Publication] | None, key: str, workflows: WorkflowService
     ) -> list[SagaCommand]:
-        """Fail the pending publication and detach its version from every agent it uses
-        (detaching one never attached changes nothing: this holds even when the saga's own
-        events were parked and skipped)."""
+        """Fail the pending publication; the saga, seeing ``workflow.publish_failed``, then
+        detaches its version from every agent it uses. (Detaching before the failure is
+        recorded could race the publication's completion and strip a published version.)"""
         pending = workflows.get(UUID(key)).pending
         if pending is None:
             return []
-        workflow = UUID(key)
-        commands: list[SagaCommand] = [
-            DetachWorkflow(
-                detach_step(agent, pending.version),
-                agent_id=agent,
-                workflow_id=workflow,
-                version=pending.version,
-            )
-            for agent in reversed(pending.agents)
-        ]
         reason = "aborted by an operator"
-        commands.append(
-            FailPublish(FAIL_STEP, workflow_id=workflow, version=pending.version, reason=reason)
-        )
-        return commands
+        return [
+            FailPublish(FAIL_STEP, workflow_id=UUID(key), version=pending.version, reason=reason)
+        ]
 
     # ---- failure and compensation -------------------------------------------------------------
 
@@ -220,17 +209,21 @@ class WorkflowPublish(Saga[Publication]):
         return Decision(replace(instance, status="FAILED"))
 
     def _fail(
-        self, current: Instance[Publication], reason: str, now: datetime
+        self,
+        current: Instance[Publication],
+        reason: str,
+        now: datetime,
+        detach: tuple[UUID, ...] | None = None,
     ) -> Decision[Publication] | None:
-        """Detach what was attached (latest first), then record ``workflow.publish_failed``."""
+        """Detach what was attached (latest first; or every agent in ``detach``), then record
+        ``workflow.publish_failed``."""
         state = current.state
         if state.phase not in ("attaching", "completing"):
             return None  # failed already, or published
         workflow = UUID(current.id)
         commands: list[SagaCommand] = []
         instance = current
-        for agent in reversed(state.attached):
-            instance = instance.step(attach_step(agent), "COMPENSATED", now)
+        for agent in reversed(state.attached if detach is None else detach):
             commands.append(
                 DetachWorkflow(
                     detach_step(agent, state.version),
@@ -240,8 +233,11 @@ class WorkflowPublish(Saga[Publication]):
                 )
             )
         for agent in state.agents:
-            if instance.status_of(attach_step(agent)) == "PENDING":
-                instance = instance.step(attach_step(agent), "CANCELLED", now)
+            done = instance.status_of(attach_step(agent)) == "DONE"
+            if done or instance.status_of(attach_step(agent)) == "PENDING":
+                instance = instance.step(
+                    attach_step(agent), "COMPENSATED" if done else "CANCELLED", now
+                )
         commands.append(
             FailPublish(FAIL_STEP, workflow_id=workflow, version=state.version, reason=reason)
         )
@@ -259,11 +255,13 @@ class WorkflowPublish(Saga[Publication]):
     def _failed_elsewhere(
         self, current: Instance[Publication], reason: str, now: datetime
     ) -> Decision[Publication] | None:
-        """``workflow.publish_failed``: ours (nothing more to do), or an operator's abort
-        (compensate what was attached)."""
+        """``workflow.publish_failed``: ours (nothing more to do), or an operator's abort:
+        detach the version from every agent the publication uses — also one whose attachment
+        this saga never saw (its event parked and skipped, or still to come); detaching one
+        that is not attached changes nothing."""
         if current.state.phase == "failed":
             return None
-        decision = self._fail(current, reason, now)
+        decision = self._fail(current, reason, now, detach=current.state.agents)
         if decision is None:
             return None
         # The failure is recorded already: only the detachments remain to be sent.

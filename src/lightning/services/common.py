@@ -20,7 +20,7 @@ from tenacity import (
 
 from ..domain.errors import ConcurrencyConflict, Conflict, Forbidden
 from ..domain.limits import check_event_size
-from ..domain.messages import Command, DomainEvent
+from ..domain.messages import UNKNOWN, Command, DomainEvent
 from ..store.commands import CommandRecord, RepeatedCommand
 from ..store.envelope import Envelope, Metadata, pending
 from ..store.event_store import Events
@@ -161,13 +161,12 @@ def load(
     initial: S,
     envelopes: list[Envelope] | None = None,
 ) -> Loaded[S]:
-    """Fold a stream (events this code does not know are skipped, never fatal)."""
+    """Fold a stream. An event this code does not know changes nothing but is counted
+    (``UNKNOWN``), never fatal: a state's version stays its stream's."""
     envelopes = store.load(aggregate_id) if envelopes is None else envelopes
     state = initial
     for envelope in envelopes:
-        event = envelope.domain_event()
-        if event is not None:
-            state = evolve(state, event)
+        state = evolve(state, envelope.domain_event() or UNKNOWN)
     version = envelopes[-1].version if envelopes else 0
     return Loaded(state, version, envelopes)
 

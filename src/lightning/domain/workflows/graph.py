@@ -6,7 +6,15 @@ import json
 from collections import deque
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from ..components import AgentConfig, component
 from ..errors import ValidationFailed
@@ -36,6 +44,22 @@ class Node(Frozen):
     kind: str
     config: dict[str, JsonValue] = Field(default_factory=dict)
     position: Position | None = None
+
+    @field_validator("position", mode="wrap")
+    @classmethod
+    def _no_position_rather_than_a_bad_one(
+        cls, value: object, handler: ValidatorFunctionWrapHandler
+    ) -> Position | None:
+        """A position is for drawing only: one stored with nulls (an older version wrote a
+        non-finite number so) reads as none, rather than making the graph unreadable. Any
+        other bad position is refused."""
+        try:
+            position: Position | None = handler(value)
+        except ValidationError:
+            if isinstance(value, dict) and None in value.values():
+                return None
+            raise
+        return position
 
 
 class Edge(Frozen):
