@@ -9,6 +9,7 @@ keeps the pending-timer index also runs the timer scheduler beside its consumer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -152,9 +153,11 @@ class Lightning:
                 self.start_scheduler()
         self.bus.start()
 
+    @functools.cached_property
     def scheduler(self) -> Scheduler:
-        """The durable-timer scheduler: fires what is due through the timer's own stream (so
-        it fires once, however many schedulers run), woken when the timer index changes."""
+        """This process's durable-timer scheduler: fires what is due through the timer's own
+        stream (so it fires once, however many schedulers run), woken when the timer index
+        changes."""
         scheduler = Scheduler(self.store.backend, self._fire, clock=self.clock)
         self.consumers.on_progress(
             lambda handler, _position: scheduler.wake() if handler == "timers" else None
@@ -165,7 +168,7 @@ class Lightning:
         """Run a scheduler on a thread of its own until ``close`` (or the returned event)."""
         stop = threading.Event()
         thread = threading.Thread(
-            target=self.scheduler().run, args=(stop,), name="timer-scheduler", daemon=True
+            target=self.scheduler.run, args=(stop,), name="timer-scheduler", daemon=True
         )
         self._background.append((thread, stop))
         thread.start()

@@ -54,7 +54,7 @@ def ctx(app: Lightning) -> Context:
 def settle(app: Lightning, *, fire: bool = True, rounds: int = 200) -> int:
     """Run every consumer kind (and, with ``fire``, the scheduler) until nothing new happens."""
     consumers = {kind: app.consumers.build(kind) for kind in app.consumers.kinds}
-    scheduler = app.scheduler() if fire else None
+    scheduler = app.scheduler if fire else None
     for _ in range(rounds):
         head = app.store.max_position()
         for consumer in consumers.values():
