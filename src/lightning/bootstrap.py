@@ -40,9 +40,21 @@ from .sagas import operations as saga_operations
 from .services import SYSTEM, AgentService, ApiKeyService, ConsumerLogService, Context
 from .services.common import utc_now
 from .services.timers import TimerService
+from .services.webhooks import WebhookService
 from .services.workflows import WorkflowService
 from .store import Backend, EventStore, PostgresBackend, open_backend
 from .store.migrations import Migrator
+from .store.secrets import Keyring, SecretVault, keyring_for
+from .webhooks import KIND as WEBHOOKS
+from .webhooks import (
+    Deliveries,
+    Recovered,
+    Schedule,
+    Sender,
+    SenderConfig,
+    parse_schedule,
+    webhook_dispatcher,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +66,27 @@ def catalogue_from(settings: Settings) -> Catalogue:
 
 
 def consumer_kinds(
-    store: EventStore, catalogue: Catalogue, clock: Callable[[], datetime] = utc_now
+    store: EventStore,
+    catalogue: Catalogue,
+    clock: Callable[[], datetime] = utc_now,
+    vault: SecretVault | None = None,
 ) -> list[ConsumerKind]:
     """Every consumer kind, in the order ``worker all`` starts them."""
-    return [projection_builders(), saga_coordinators(store, catalogue, clock)]
+    return [
+        projection_builders(),
+        saga_coordinators(store, catalogue, clock, vault),
+        webhook_dispatcher(),
+    ]
+
+
+def keyring_from(settings: Settings) -> Keyring:
+    """The encryption keys (``store/secrets.py``): configured, or a SQLite database's own."""
+    configured = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    url = settings.database_url
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+    if path is not None and path.startswith("file:"):
+        path = path[len("file:") :].partition("?")[0] or ":memory:"
+    return keyring_for(configured, url, distributed=settings.is_distributed, sqlite_path=path)
 
 
 def prepare_schema(backend: Backend) -> None:
@@ -84,6 +113,9 @@ class Lightning:
     consumer_log: ConsumerLogService
     sagas: SagaQueries
     catalogue: Catalogue
+    vault: SecretVault
+    webhooks: WebhookService
+    deliveries: Deliveries
     clock: Callable[[], datetime] = utc_now
     bus: InProcessBus | None = None
     threads: list[ConsumerThread] = field(default_factory=list)
@@ -95,12 +127,15 @@ class Lightning:
     ) -> Self:
         """``clock``: what sagas and the timer scheduler take for now (tests freeze it)."""
         settings = settings or Settings()
+        keyring = keyring_from(settings)  # refuses to start without a key where one is needed
+        parse_schedule(settings.webhook_retry_schedule)
         backend = open_backend(settings.database_url, pool_size=settings.postgres_pool_size)
         try:
             prepare_schema(backend)
         except BaseException:
             backend.close()
             raise
+        vault = SecretVault(backend, keyring)
         bus_holder: list[InProcessBus] = []
 
         def on_commit(position: int) -> None:
@@ -110,7 +145,7 @@ class Lightning:
         store = EventStore(backend, max_batch_events=settings.max_batch_events, on_commit=on_commit)
         catalogue = catalogue_from(settings)
         consumers = Consumers(
-            consumer_kinds(store, catalogue, clock),
+            consumer_kinds(store, catalogue, clock, vault),
             open_tracking_store(backend),
             store,
             policy=RetryPolicy(
@@ -125,12 +160,15 @@ class Lightning:
             consumers=consumers,
             read_models=ReadModels(backend),
             agents=AgentService(store, catalogue),
-            api_keys=ApiKeyService(store, admin_secret),
+            api_keys=ApiKeyService(store, admin_secret, vault),
             workflows=WorkflowService(store),
             timers=TimerService(store),
             consumer_log=ConsumerLogService(store),
             sagas=SagaQueries(backend, saga_types()),
             catalogue=catalogue,
+            vault=vault,
+            webhooks=WebhookService(store, vault, allow_private=settings.webhook_allow_private),
+            deliveries=Deliveries(backend),
             clock=clock,
         )
         if not settings.is_distributed:
@@ -149,9 +187,45 @@ class Lightning:
             self.bus.subscribe(thread)
             self.threads.append(thread)
             thread.start()
-            if kind.runs_timers:
-                self.start_scheduler()
+            self.start_beside(kind.name)
         self.bus.start()
+
+    def start_beside(self, kind: str) -> list[threading.Event]:
+        """What runs beside a kind's consumer, in every process that runs it: the timer
+        scheduler beside a kind that keeps the timer index, the sender beside the webhook
+        dispatcher. Returns what stops them."""
+        started = []
+        if self.consumers.kind(kind).runs_timers:
+            started.append(self.start_scheduler())
+        if kind == WEBHOOKS:
+            started.append(self._start_thread("webhook-sender", self.sender.run))
+        return started
+
+    @functools.cached_property
+    def sender(self) -> Sender:
+        """This process's webhook sender, woken when the dispatcher's handler commits."""
+        settings = self.settings
+        config = SenderConfig(
+            schedule=Schedule(parse_schedule(settings.webhook_retry_schedule)),
+            timeout=settings.webhook_timeout,
+            concurrency=settings.webhook_concurrency,
+            disable_after=settings.webhook_disable_after,
+            allow_private=settings.webhook_allow_private,
+            poll=settings.webhook_poll,
+        )
+        sender = Sender(self.store, self.vault, config, self._disable_webhook, clock=self.clock)
+        self.consumers.on_progress(
+            lambda handler, _position: sender.wake() if handler == WEBHOOKS else None
+        )
+        return sender
+
+    def _disable_webhook(self, subscription: str, cause: str, reason: str) -> None:
+        self.webhooks.disable(
+            Context(SYSTEM, now=self.clock),
+            UUID(subscription),
+            cause=cause,  # type: ignore[arg-type]
+            reason=reason[:REASON_MAX],
+        )
 
     @functools.cached_property
     def scheduler(self) -> Scheduler:
@@ -166,16 +240,28 @@ class Lightning:
 
     def start_scheduler(self) -> threading.Event:
         """Run a scheduler on a thread of its own until ``close`` (or the returned event)."""
+        return self._start_thread("timer-scheduler", self.scheduler.run)
+
+    def _start_thread(self, name: str, run: Callable[[threading.Event], None]) -> threading.Event:
         stop = threading.Event()
-        thread = threading.Thread(
-            target=self.scheduler.run, args=(stop,), name="timer-scheduler", daemon=True
-        )
+        thread = threading.Thread(target=run, args=(stop,), name=name, daemon=True)
         self._background.append((thread, stop))
         thread.start()
         return stop
 
     def _fire(self, timer: UUID, _due: datetime) -> None:
         self.timers.fire(Context(SYSTEM, now=self.clock), timer)
+
+    def redeliver_webhook(self, ctx: Context, delivery: UUID) -> str:
+        ctx.principal.require("operate")
+        return self.deliveries.redeliver(str(delivery), self.clock())
+
+    def recover_webhooks(self, ctx: Context, subscription: UUID, since: int) -> Recovered:
+        ctx.principal.require("operate")
+        recovered = self.deliveries.recover(self.store, str(subscription), since, self.clock())
+        if "sender" in self.__dict__:
+            self.sender.wake()
+        return recovered
 
     def skip_recorder(self, ctx: Context, reason: str) -> _SkipRecorder:
         """What ``consumers.skip_parked`` calls to record a skip as ``consumer.event_skipped``

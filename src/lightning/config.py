@@ -19,8 +19,31 @@ class Settings(BaseSettings):
     admin_secret: SecretStr | None = Field(
         default=None, description="bootstrap credential accepted as an admin bearer token"
     )
-    encryption_key: SecretStr | None = None
-    webhook_allow_private: bool = False
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="key-id:base64-of-32-bytes, comma-separated: the first encrypts, all decrypt",
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhook URLs on loopback and private networks"
+    )
+    webhook_retry_schedule: str = Field(
+        default="5s,5m,30m,2h,5h,10h,10h",
+        description="delays between a delivery's attempts (units ms, s, m, h, d)",
+    )
+    webhook_timeout: float = Field(
+        default=15.0, gt=0, le=120, description="seconds an attempt may take in all"
+    )
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=64, description="attempts in flight per subscription"
+    )
+    webhook_disable_after: float = Field(
+        default=5 * 86400.0,
+        gt=0,
+        description="seconds a subscription may fail without a success before it is disabled",
+    )
+    webhook_poll: float = Field(
+        default=0.5, gt=0, le=60, description="seconds between looks for due retries"
+    )
     model_catalogue: dict[str, list[str]] | None = Field(
         default=None,
         description="provider -> models, as JSON; unset = the defaults of DESIGN §4",

@@ -43,20 +43,21 @@ def tasks_for(app: Lightning, name: str, stop: asyncio.Event) -> Awaitable[None]
         return Relay(app.settings, app.store).run(stop)
     # One queue per consumer kind; the consumer reports each handler's status itself.
     consumer = QueueConsumer(app.settings, app.consumers.build(name)).run(stop)
-    if not app.consumers.kind(name).runs_timers:
-        return consumer
-    return _with_scheduler(app, consumer, stop)
+    return _with_companions(app, name, consumer)
 
 
-async def _with_scheduler(app: Lightning, consumer: Awaitable[None], stop: asyncio.Event) -> None:
-    """A kind that keeps the pending-timer index also fires the timers, on a thread of its own.
-    Every such worker runs one (a standby too: firing is exactly once however many race, and
-    a standby's scheduler keeps firing while the active consumer is down)."""
-    stopped = app.start_scheduler()
+async def _with_companions(app: Lightning, name: str, consumer: Awaitable[None]) -> None:
+    """What runs beside a kind's consumer (``Lightning.start_beside``), on threads of their
+    own: the timer scheduler beside the sagas — every such worker runs one (a standby too:
+    firing is exactly once however many race, and a standby's scheduler keeps firing while the
+    active consumer is down) —, the sender beside the webhook dispatcher (every one too:
+    deliveries are leased before they are sent)."""
+    stops = app.start_beside(name)
     try:
         await consumer
     finally:
-        stopped.set()
+        for stopped in stops:
+            stopped.set()
 
 
 async def run_workers(app: Lightning, names: Sequence[str]) -> None:

@@ -51,14 +51,21 @@ class ApiKeyIssued(ApiKeyEvent):
     secret_hash: str
     expires_at: datetime | None = None
     rotation_policy: RotationPolicyName | None = None
+    deliver_to: UUID | None = None  # the webhook subscription that receives automatic rotations
 
 
 class ApiKeyRotated(ApiKeyEvent):
+    """A new secret. An automatic rotation (by the key's policy) names the webhook subscription
+    it is ``delivered_to`` and the id of the new secret, sealed in the secrets table until that
+    delivery succeeds (the secret itself is never in the log)."""
+
     type = "api_key.rotated"
 
     secret_hash: str
     previous_valid_until: datetime
     compromised: bool = False
+    delivered_to: UUID | None = None
+    secret_id: UUID | None = None
 
 
 class ApiKeyPreviousSecretRetired(ApiKeyEvent):
@@ -96,6 +103,7 @@ class IssueApiKey(Command):
     issued_at: AwareDatetime
     expires_at: AwareDatetime | None = None
     rotation_policy: RotationPolicyName | None = None
+    deliver_to: UUID | None = None
 
 
 class RotateApiKey(Command):
@@ -135,8 +143,21 @@ class NoteRotationDue(Command):
     due_at: AwareDatetime
 
 
+class RotateByPolicy(Command):
+    """The policy's rotation of the cycle that began at version ``cycle``, for a key that names
+    a ``deliver_to`` subscription: the new secret (sealed as ``secret_id``) goes out to it. For
+    a cycle that has ended, a key that is not active or names no subscription: nothing."""
+
+    key_id: UUID
+    cycle: int = Field(ge=1)
+    secret_hash: str = Field(min_length=64, max_length=64)
+    secret_id: UUID
+    at: AwareDatetime
+
+
 ApiKeyCommand = (
     IssueApiKey
+    | RotateByPolicy
     | RotateApiKey
     | RetirePreviousSecret
     | ExpireApiKey
@@ -160,6 +181,7 @@ class ApiKey(BaseModel):
     previous_valid_until: datetime | None = None
     expires_at: datetime | None = None
     rotation_policy: RotationPolicyName | None = None
+    deliver_to: UUID | None = None
     cycle: int = 1  # the version of the key that began its rotation cycle: its issue or rotation
     rotation_due_at: datetime | None = None  # a rotation notice stands
     version: int = 0
@@ -202,7 +224,29 @@ def decide(command: ApiKeyCommand, state: ApiKey | None) -> list[ApiKeyEvent]:
         return _expire(command, state)
     if isinstance(command, NoteRotationDue):
         return _rotation_due(command, state)
+    if isinstance(command, RotateByPolicy):
+        return _rotate_by_policy(command, state)
     return _rotate(command, state)
+
+
+def _rotate_by_policy(command: RotateByPolicy, state: ApiKey) -> list[ApiKeyEvent]:
+    if (
+        state.status != "active"
+        or _has_expired(state, command.at)
+        or state.rotation_policy is None
+        or state.deliver_to is None
+        or command.cycle != state.cycle  # rotated meanwhile: that cycle is over
+    ):
+        return []
+    policy = ROTATION_POLICIES[state.rotation_policy]
+    return [
+        ApiKeyRotated(
+            secret_hash=command.secret_hash,
+            previous_valid_until=command.at + timedelta(days=policy.grace_days),
+            delivered_to=state.deliver_to,
+            secret_id=command.secret_id,
+        )
+    ]
 
 
 def _retire_previous(command: RetirePreviousSecret, state: ApiKey) -> list[ApiKeyEvent]:
@@ -227,6 +271,11 @@ def _rotation_due(command: NoteRotationDue, state: ApiKey) -> list[ApiKeyEvent]:
 def _issue(command: IssueApiKey, state: ApiKey | None) -> list[ApiKeyEvent]:
     if state is not None:
         raise Conflict(f"API key {command.key_id} already exists")
+    if command.deliver_to is not None and command.rotation_policy is None:
+        raise ValidationFailed(
+            "deliverTo names where the key's automatic rotations go: give a rotationPolicy too",
+            details={"deliverTo": "needs a rotationPolicy"},
+        )
     expires_at = command.expires_at
     if expires_at is not None:
         expires_at = check_expiry(expires_at, command.issued_at)
@@ -237,6 +286,7 @@ def _issue(command: IssueApiKey, state: ApiKey | None) -> list[ApiKeyEvent]:
             secret_hash=command.secret_hash,
             expires_at=expires_at,
             rotation_policy=command.rotation_policy,
+            deliver_to=command.deliver_to,
         )
     ]
 

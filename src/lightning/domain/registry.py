@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import agent_names, agents, api_keys, consumers, timers, workflows
+from . import agent_names, agents, api_keys, consumers, timers, webhooks, workflows
 from .messages import DomainEvent
 from .upcasting import UPCASTERS, upcast
 
@@ -34,6 +34,14 @@ EVENT_CLASSES: dict[str, type[DomainEvent]] = {
         workflows.WorkflowPublishFailed,
         workflows.WorkflowArchived,
         workflows.WorkflowDegraded,
+        webhooks.WebhookSubscribed,
+        webhooks.WebhookUpdated,
+        webhooks.WebhookSecretRotated,
+        webhooks.WebhookPaused,
+        webhooks.WebhookResumed,
+        webhooks.WebhookDisabled,
+        webhooks.WebhookEnabled,
+        webhooks.WebhookDeleted,
     )
 }
 

@@ -25,6 +25,7 @@ def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
             "status": "active",
             "expires_at": data.get("expires_at"),
             "rotation_policy": data.get("rotation_policy"),
+            "deliver_to": data.get("deliver_to"),
             "previous_valid_until": None,
             "rotation_due_at": None,
             "issued_at": when(envelope),

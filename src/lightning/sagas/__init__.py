@@ -13,6 +13,7 @@ from ..consumers import ConsumerKind, Handler
 from ..consumers.timers import PendingTimers
 from ..domain.catalogue import Catalogue
 from ..store.event_store import EventStore
+from ..store.secrets import SecretVault
 from .agent_retirement import AgentRetirement
 from .base import Decision, Instance, Refused, Saga, Step
 from .instances import KIND, STATUSES, SagaQueries, SagaView
@@ -34,12 +35,15 @@ def saga_types() -> list[str]:
 
 
 def saga_coordinators(
-    store: EventStore, catalogue: Catalogue, clock: Callable[[], datetime]
+    store: EventStore,
+    catalogue: Catalogue,
+    clock: Callable[[], datetime],
+    vault: SecretVault | None = None,
 ) -> ConsumerKind:
     """The consumer kind the composition root registers; it runs the timer scheduler."""
 
     def handlers() -> Sequence[Handler]:
-        sagas: list[Handler] = [SagaHandler(s, store, catalogue, clock) for s in all_sagas()]
+        sagas: list[Handler] = [SagaHandler(s, store, catalogue, clock, vault) for s in all_sagas()]
         return [*sagas, PendingTimers()]
 
     return ConsumerKind(

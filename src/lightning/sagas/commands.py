@@ -20,6 +20,7 @@ from ..services.common import Context
 from ..services.timers import TimerService
 from ..services.workflows import WorkflowService
 from ..store.event_store import Events
+from ..store.secrets import SecretVault
 
 _COMMAND_IDS = UUID("3d6f0b8e-2c41-4f7a-9e55-7a1c0d9b4e21")
 
@@ -87,6 +88,12 @@ class NoteRotationDue(SagaCommand):
 
 
 @dataclass(frozen=True)
+class RotateByPolicy(SagaCommand):
+    key_id: UUID
+    cycle: int
+
+
+@dataclass(frozen=True)
 class ScheduleTimer(SagaCommand):
     """A timer for this instance, named by the step it is for: fired, it comes back as a
     ``timer.fired`` event with that step."""
@@ -106,10 +113,12 @@ class Dispatcher:
     """Sends saga commands through the services, on the event store it is given (the
     consumer's ``EventSession``). A refusal raises the service's domain error."""
 
-    def __init__(self, events: Events, catalogue: Catalogue) -> None:
+    def __init__(
+        self, events: Events, catalogue: Catalogue, vault: SecretVault | None = None
+    ) -> None:
         self.agents = AgentService(events, catalogue)
         self.workflows = WorkflowService(events)
-        self.keys = ApiKeyService(events)
+        self.keys = ApiKeyService(events, vault=vault)
         self.timers = TimerService(events)
 
     def send(self, ctx: Context, saga: str, instance: str, command: SagaCommand) -> int:
@@ -131,6 +140,8 @@ class Dispatcher:
                 return self.keys.expire(ctx, k).position
             case NoteRotationDue(key_id=k, cycle=n, due_at=due):
                 return self.keys.note_rotation_due(ctx, k, cycle=n, due_at=due).position
+            case RotateByPolicy(key_id=k, cycle=n):
+                return self.keys.rotate_by_policy(ctx, k, cycle=n).position
             case ScheduleTimer(step=step, due_at=due, payload=payload):
                 return self.timers.schedule(
                     ctx, saga=saga, instance=instance, step=step, due_at=due, payload=payload

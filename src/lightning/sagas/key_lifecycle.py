@@ -6,7 +6,9 @@
 * ``api_key.issued`` with ``expires_at`` → a timer then → ``api_key.expired``.
 * A key with a rotation policy → a timer ``notify before`` days ahead of each rotation the policy
   asks for (``rotate every`` days after the issue or the last rotation) → ``api_key.rotation_due``,
-  which stands until the key is rotated.
+  which stands until the key is rotated; a key that names a ``deliverTo`` webhook subscription
+  also gets a timer at the policy's time → ``rotate_by_policy`` (its new secret goes out to that
+  subscription: the webhook dispatcher delivers it; this saga only asks for the rotation).
 * ``api_key.revoked`` or ``api_key.expired`` → every pending timer of the key is cancelled.
 
 Every time comes from the events (their data and ``occurred_at``), never from a clock, so the
@@ -30,6 +32,7 @@ from .commands import (
     ExpireApiKey,
     NoteRotationDue,
     RetirePreviousSecret,
+    RotateByPolicy,
     SagaCommand,
     ScheduleTimer,
 )
@@ -39,12 +42,14 @@ from .commands import (
 EXPIRE = "expire"
 RETIRE = "retire previous secret @v"
 NOTICE = "rotation notice @v"
+ROTATE = "rotate by policy @v"
 
 
 class KeyTimers(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     policy: RotationPolicyName | None = None
+    delivers: bool = False  # the key names a deliverTo subscription: rotated by its policy
     timers: dict[str, datetime] = Field(default_factory=dict)  # pending: step -> due
     ended: bool = False
 
@@ -111,7 +116,8 @@ class KeyLifecycle(Saga[KeyTimers]):
         expires_at = event.data.get("expires_at")
         if policy is None and expires_at is None:
             return None  # nothing to wait for, unless it is rotated
-        instance = self.start(str(event.aggregate_id), event, KeyTimers(policy=policy))
+        state = KeyTimers(policy=policy, delivers=event.data.get("deliver_to") is not None)
+        instance = self.start(str(event.aggregate_id), event, state)
         plan: list[tuple[str, datetime, dict[str, object]]] = []
         if expires_at is not None:
             plan.append((EXPIRE, _parse(expires_at), {}))
@@ -136,7 +142,12 @@ class KeyLifecycle(Saga[KeyTimers]):
         policy = ROTATION_POLICIES[state.policy]
         due = cycle_start + timedelta(days=policy.rotate_every_days)
         notify_at = due - timedelta(days=policy.notify_before_days)
-        return [(f"{NOTICE}{cycle}", notify_at, {"due_at": due.isoformat()})]
+        plan: list[tuple[str, datetime, dict[str, object]]] = [
+            (f"{NOTICE}{cycle}", notify_at, {"due_at": due.isoformat()})
+        ]
+        if state.delivers:
+            plan.append((f"{ROTATE}{cycle}", due, {}))
+        return plan
 
     def _schedule(
         self,
@@ -205,6 +216,8 @@ def _command_for(step: str, key: UUID, payload: dict[str, object]) -> SagaComman
         return None
     if step.startswith(RETIRE):
         return RetirePreviousSecret(step, key_id=key, cycle=int(cycle))
+    if step.startswith(ROTATE):
+        return RotateByPolicy(step, key_id=key, cycle=int(cycle))
     if step.startswith(NOTICE) and payload.get("due_at") is not None:
         return NoteRotationDue(step, key_id=key, cycle=int(cycle), due_at=_parse(payload["due_at"]))
     return None

@@ -24,6 +24,7 @@ from ..services.common import Context, Principal
 from ..store.backends import Row, Tx
 from ..store.envelope import Envelope
 from ..store.event_store import EventStore
+from ..store.secrets import SecretVault
 from . import instances
 from .base import Instance, Refused, Saga
 from .commands import Dispatcher, SagaCommand, command_id
@@ -52,8 +53,10 @@ class SagaHandler:
         store: EventStore,
         catalogue: Catalogue,
         clock: Callable[[], datetime],
+        vault: SecretVault | None = None,
     ) -> None:
         self.saga = saga
+        self.vault = vault
         self.name = saga.name
         self.store = store
         self.catalogue = catalogue
@@ -74,7 +77,7 @@ class SagaHandler:
         if not keyed:
             return
         current = instances.load(tx, self.saga, sorted({key for _, key in keyed}))
-        dispatcher = Dispatcher(self.store.within(tx), self.catalogue)
+        dispatcher = Dispatcher(self.store.within(tx), self.catalogue, self.vault)
         changed: dict[str, tuple[Instance[Any], int]] = {}
         sent = 0
         for envelope, key in keyed:

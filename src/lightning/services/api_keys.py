@@ -16,6 +16,7 @@ from ..domain.errors import NotFound
 from ..domain.messages import DomainEvent
 from ..store.commands import CommandRecord
 from ..store.event_store import Events
+from ..store.secrets import SecretVault
 from .common import (
     Context,
     Loaded,
@@ -32,6 +33,7 @@ from .common import (
 TOKEN_PREFIX = "lk_"  # noqa: S105 (a prefix, not a secret)
 _TOKEN = re.compile(r"^lk_([0-9a-f]{32})_[A-Za-z0-9_-]{43}$")
 ADMIN_SECRET_ACTOR = "admin-secret"  # noqa: S105 (an actor name)
+DELIVERY_PURPOSE = "api_key_delivery"  # a key's new secret, sealed until its delivery succeeds
 
 
 def hash_secret(secret: str) -> str:
@@ -60,9 +62,12 @@ def _fold(key_id: UUID) -> Any:
 
 
 class ApiKeyService:
-    def __init__(self, store: Events, admin_secret: str | None = None) -> None:
+    def __init__(
+        self, store: Events, admin_secret: str | None = None, vault: SecretVault | None = None
+    ) -> None:
         self.store = store
         self._admin_secret = admin_secret
+        self.vault = vault
 
     # ---- commands ---------------------------------------------------------------------------
 
@@ -74,8 +79,11 @@ class ApiKeyService:
         role: str,
         expires_at: datetime | None = None,
         rotation_policy: str | None = None,
+        deliver_to: UUID | None = None,
     ) -> KeyResult:
         ctx.principal.require("administer")
+        if deliver_to is not None:
+            self._require_subscription(deliver_to)
         key_id = ctx.new_id()
         secret = new_secret(key_id)
         command = parse(
@@ -87,6 +95,7 @@ class ApiKeyService:
             issued_at=ctx.at,
             expires_at=expires_at,
             rotation_policy=rotation_policy,
+            deliver_to=deliver_to,
         )
         return self._handle(ctx, command, secret)
 
@@ -130,6 +139,31 @@ class ApiKeyService:
         command = api_keys.NoteRotationDue(key_id=key_id, cycle=cycle, due_at=due_at)
         return self._handle(ctx, command)
 
+    def rotate_by_policy(self, ctx: Context, key_id: UUID, *, cycle: int) -> KeyResult:
+        """The policy's rotation (the key saga asks for it at the policy's time): a new secret,
+        sealed for the key's ``deliverTo`` subscription, which the webhook dispatcher delivers;
+        nothing for a key that names none (its notice stands)."""
+        ctx.principal.require("administer")
+        if self.vault is None:
+            raise TypeError("rotation by policy needs the secret vault")
+        secret = new_secret(key_id)
+        command = api_keys.RotateByPolicy(
+            key_id=key_id,
+            cycle=cycle,
+            secret_hash=hash_secret(secret),
+            secret_id=ctx.new_id(),
+            at=ctx.at,
+        )
+        return self._handle(ctx, command, secret)
+
+    def _require_subscription(self, subscription_id: UUID) -> None:
+        envelopes = self.store.load(subscription_id, limit=1)
+        if not envelopes or envelopes[0].type != "webhook.subscribed":
+            raise NotFound(
+                f"webhook subscription {subscription_id} does not exist",
+                details={"deliverTo": str(subscription_id)},
+            )
+
     def expire(self, ctx: Context, key_id: UUID) -> KeyResult:
         ctx.principal.require("administer")
         return self._handle(ctx, api_keys.ExpireApiKey(key_id=key_id, at=ctx.at))
@@ -158,12 +192,21 @@ class ApiKeyService:
             assert current.state is not None
             return KeyResult(current.envelopes[-1].position, current.state)
         envelopes = stamp(ctx, command.key_id, current.version, events)
-        stored = self.store.append(envelopes, command=ctx.claim(command.key_id))
-        state = load(
-            self.store, command.key_id, _fold(command.key_id), None, current.envelopes + stored
-        ).state
-        assert state is not None
-        return KeyResult(stored[-1].position, state, secret)
+
+        def append() -> KeyResult:
+            stored = self.store.append(envelopes, command=ctx.claim(command.key_id))
+            fold = _fold(command.key_id)
+            state = load(self.store, command.key_id, fold, None, current.envelopes + stored).state
+            assert state is not None
+            return KeyResult(stored[-1].position, state, secret)
+
+        if isinstance(command, api_keys.RotateByPolicy):
+            assert self.vault is not None and secret is not None
+            result = self.vault.sealing(
+                self.store, command.secret_id, DELIVERY_PURPOSE, secret, append
+            )
+            return KeyResult(result.position, result.key)  # the secret goes out by webhook only
+        return append()
 
     # ---- reads ------------------------------------------------------------------------------
 

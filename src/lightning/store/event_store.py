@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
@@ -36,6 +37,12 @@ class Events(Protocol):
     ) -> list[Envelope]: ...
 
     def command(self, principal: str, command_id: UUID) -> CommandRecord | None: ...
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction for rows a command's events refer to (a sealed secret): the
+        store's own, committed before the events are appended; a session's, committed with
+        them."""
+        ...
 
 
 class EventStore:
@@ -144,6 +151,9 @@ class EventStore:
         """The command ``principal`` applied with ``command_id``, with its result position;
         None if it has not been (or is still being) applied."""
         return self.backend.command(principal, command_id)
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        return self.backend.transaction()
 
     def within(self, tx: Tx) -> EventSession:
         """This store inside an open write transaction ``tx``: what a consumer's handler (a

@@ -73,6 +73,12 @@ class EventSession:
         )
         return [Envelope.from_notification(n) for n in notifications]
 
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """The session's own transaction (in a savepoint: a failure undoes only these rows)."""
+        with _savepoint(self.tx, "lightning_rows"):
+            yield self.tx
+
     def command(self, principal: str, command_id: UUID) -> CommandRecord | None:
         row = self.tx.one(SELECT_COMMAND, (principal, str(command_id)))
         return None if row is None else record_of(row)

@@ -1,0 +1,294 @@
+"""The sender: works through the delivery records, beside the webhook consumer.
+
+It runs an asyncio loop on a thread of its own (in ``lightning worker webhooks``, or in the
+embedded server). Each round it claims, per active subscription, as many due deliveries as that
+subscription has free slots (``webhook_concurrency``), in position order, so a slow or dead
+endpoint holds only its own slots and never delays another's deliveries. Every attempt:
+
+1. reads the event from the log and the subscription's signing secrets from the vault;
+2. resolves and checks the URL's address (``guard.py``) and sends the Standard Webhooks request
+   to that address, within a total deadline (15 s), reading at most 64 KiB of the response;
+3. records the attempt and the delivery's next state in one transaction (``deliveries.py``):
+   a 2xx succeeds (a key's delivered secret is erased with it); anything else is tried again on
+   the schedule (with jitter; a 429 or 503's Retry-After instead), until the round runs out;
+4. a 410 disables the subscription; so does failing continuously for ``disable_after`` (the
+   circuit breaker), as a ``webhook.disabled`` event.
+
+It is woken when the webhook consumer commits, and otherwise looks every ``poll`` seconds
+(retries come due, an operator re-armed a delivery in another process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from ..store.backends import Row
+from ..store.envelope import format_time
+from ..store.event_store import EventStore
+from ..store.secrets import SecretVault
+from . import guard, signing
+from .deliveries import RESPONSE_KEPT, Attempt, Deliveries
+from .schedule import Schedule, retry_after
+
+log = logging.getLogger(__name__)
+
+RESPONSE_READ_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    schedule: Schedule
+    timeout: float = 15.0
+    concurrency: int = 4  # attempts in flight per subscription
+    max_in_flight: int = 256  # in all
+    disable_after: float = 5 * 86400.0  # seconds failing without a success
+    allow_private: bool = False
+    poll: float = 0.5
+
+    @property
+    def lease(self) -> float:
+        return self.timeout + 15.0
+
+
+# (subscription id, cause, reason): sends webhook.disabled.
+Disabler = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    url: str
+    body: bytes
+    secrets: list[str]
+    message_id: str
+    key_secret_id: str | None
+
+
+class Sender:
+    def __init__(
+        self,
+        store: EventStore,
+        vault: SecretVault,
+        config: SenderConfig,
+        disable: Disabler,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.deliveries = Deliveries(store.backend)
+        self.config = config
+        self.disable = disable
+        self.clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Look for due deliveries now (thread-safe)."""
+        loop, woken = self._loop, self._woken
+        if loop is not None and woken is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                loop.call_soon_threadsafe(woken.set)
+
+    def run(self, stop: threading.Event) -> None:
+        asyncio.run(self._main(stop))
+
+    async def _main(self, stop: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
+        limits = httpx.Limits(
+            max_connections=self.config.max_in_flight, max_keepalive_connections=64
+        )
+        async with httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(self.config.timeout),
+            limits=limits,
+            trust_env=False,  # no proxy from the environment: the pinned address is the peer
+        ) as client:
+            while not stop.is_set():
+                self._woken.clear()
+                try:
+                    await self._round(client)
+                except Exception:  # an outage: the next round tries again
+                    log.warning("webhook sender round failed", exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), self.config.poll)
+            await self._stop_tasks()
+        self._loop = None
+
+    async def _round(self, client: httpx.AsyncClient) -> None:
+        endpoints = await asyncio.to_thread(self.deliveries.active_endpoints)
+        now = self.clock()
+        for endpoint in endpoints:
+            room = min(
+                self.config.concurrency - self._in_flight[endpoint["id"]],
+                self.config.max_in_flight - len(self._tasks),
+            )
+            if room <= 0:
+                continue
+            claimed = await asyncio.to_thread(
+                self.deliveries.claim, endpoint["id"], now, room, self.config.lease
+            )
+            for delivery in claimed:
+                self._start(client, delivery)
+
+    def _start(self, client: httpx.AsyncClient, delivery: Row) -> None:
+        subscription = delivery["subscription_id"]
+        self._in_flight[subscription] += 1
+        task = asyncio.ensure_future(self._attempt(client, delivery))
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._in_flight[subscription] -= 1
+            if self._woken is not None:
+                self._woken.set()  # a slot is free: claim the next
+
+        task.add_done_callback(done)
+
+    async def _stop_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _attempt(self, client: httpx.AsyncClient, delivery: Row) -> None:
+        try:
+            await self._send_and_record(client, delivery)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.to_thread(self.deliveries.release, delivery["id"]))
+            raise
+        except Exception:  # recording failed (an outage): the lease runs out, it goes again
+            log.warning("webhook delivery %s: attempt not recorded", delivery["id"], exc_info=True)
+
+    async def _send_and_record(self, client: httpx.AsyncClient, delivery: Row) -> None:
+        started, at = time.perf_counter(), self.clock()
+        status: int | None = None
+        error: str | None = None
+        response_text: str | None = None
+        wait: float | None = None
+        prepared: _Prepared | None = None
+        try:
+            prepared = await asyncio.to_thread(self._prepare, delivery, at)
+            status, response_text, wait = await self._send(client, prepared)
+        except guard.Refused as exc:
+            error = f"refused: {exc}"
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            error = _describe(exc, self.config.timeout)
+        except _Unsendable as exc:
+            error = str(exc)
+        latency = (time.perf_counter() - started) * 1000
+        attempt = Attempt(
+            delivery_id=delivery["id"],
+            subscription_id=delivery["subscription_id"],
+            attempt=int(delivery["attempts"]) + 1,
+            at=at,
+            latency_ms=latency,
+            status_code=status,
+            error=error,
+            response=response_text,
+        )
+        gone = status == 410
+        made = int(delivery["round_attempts"]) + 1
+        delay = None if gone or attempt.succeeded else self.config.schedule.next_delay(made, wait)
+        next_at = None if delay is None else self.clock() + timedelta(seconds=delay)
+        key_secret = prepared.key_secret_id if prepared else delivery["secret_id"]
+        endpoint = await asyncio.to_thread(
+            self.deliveries.record, attempt, next_at=next_at, erase_secret=key_secret
+        )
+        if attempt.succeeded or endpoint is None or endpoint["status"] != "active":
+            return
+        if gone:
+            await asyncio.to_thread(
+                self.disable, attempt.subscription_id, "gone", "the endpoint answered 410 Gone"
+            )
+        elif endpoint["failing_since"] is not None:
+            since = datetime.fromisoformat(endpoint["failing_since"].replace("Z", "+00:00"))
+            if (self.clock() - since).total_seconds() >= self.config.disable_after:
+                reason = f"failing since {endpoint['failing_since']} ({attempt.error or status})"
+                await asyncio.to_thread(self.disable, attempt.subscription_id, "failures", reason)
+
+    def _prepare(self, delivery: Row, now: datetime) -> _Prepared:
+        rows = self.store.backend.query(
+            "SELECT url, secret_id, previous_secret_id, previous_valid_until"
+            " FROM webhook_endpoints WHERE id = ?",
+            (delivery["subscription_id"],),
+        )
+        found = self.store.read_at([int(delivery["position"])])
+        if not rows or not found:
+            raise _Unsendable("the subscription or the event is gone")
+        endpoint, envelope = rows[0], found[0]
+        signing_ids = [endpoint["secret_id"]]
+        until = endpoint["previous_valid_until"]
+        if endpoint["previous_secret_id"] and until and format_time(now) < until:
+            signing_ids.append(endpoint["previous_secret_id"])
+        key_secret_id = delivery["secret_id"]
+        wanted = [UUID(i) for i in signing_ids] + ([UUID(key_secret_id)] if key_secret_id else [])
+        opened = self.vault.read(wanted)
+        secrets = [opened[UUID(i)] for i in signing_ids if UUID(i) in opened]
+        if not secrets:
+            raise _Unsendable("the subscription's signing secret is gone")
+        extra: dict[str, Any] = {}
+        if key_secret_id and UUID(key_secret_id) in opened:
+            extra["secret"] = opened[UUID(key_secret_id)]
+        body = signing.body(
+            envelope.type, format_time(envelope.occurred_at), envelope.public(), **extra
+        )
+        return _Prepared(
+            url=endpoint["url"],
+            body=body,
+            secrets=secrets,
+            message_id="msg_" + UUID(delivery["id"]).hex,
+            key_secret_id=key_secret_id if "secret" in extra else None,
+        )
+
+    async def _send(
+        self, client: httpx.AsyncClient, prepared: _Prepared
+    ) -> tuple[int, str, float | None]:
+        async with asyncio.timeout(self.config.timeout):
+            target = await guard.resolve(prepared.url, allow_private=self.config.allow_private)
+            headers = signing.headers(
+                prepared.message_id, int(time.time()), prepared.secrets, prepared.body
+            )
+            headers["host"] = target.host
+            extensions = {"sni_hostname": target.sni} if target.sni else {}
+            async with client.stream(
+                "POST", target.url, content=prepared.body, headers=headers, extensions=extensions
+            ) as response:
+                read = bytearray()
+                async for chunk in response.aiter_raw():
+                    read += chunk
+                    if len(read) >= RESPONSE_READ_MAX:
+                        break
+        text = read[:RESPONSE_KEPT].decode(errors="replace").replace("\x00", "\ufffd")
+        wait = None
+        if response.status_code in (429, 503):
+            wait = retry_after(response.headers.get("retry-after"))
+        return response.status_code, text, wait
+
+
+class _Unsendable(Exception):
+    """The delivery cannot be sent as it stands (recorded as the attempt's error)."""
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no response within {timeout:g} s"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out: {type(exc).__name__}"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
