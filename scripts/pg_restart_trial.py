@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import socket
 import statistics
@@ -37,6 +38,9 @@ ADMIN_URL = os.environ.get(
     "LIGHTNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("LIGHTNING_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ENCRYPTION_KEY = os.environ.get("LIGHTNING_ENCRYPTION_KEY") or (
+    "trial:" + base64.b64encode(os.urandom(32)).decode()
+)
 SECRET = "trial-admin"
 REGISTER = (
     'mutation($n: String!) { registerAgent(input: {name: $n, provider: "grok",'
@@ -87,6 +91,7 @@ class Trial:
             "LIGHTNING_QUEUE_PREFIX": f"lightning-restart-{self.run}",
             "LIGHTNING_POSTGRES_POOL_SIZE": str(pool_size),
             "LIGHTNING_PORT": str(self.port),
+            "LIGHTNING_ENCRYPTION_KEY": ENCRYPTION_KEY,
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.sent = self.failed = 0
@@ -208,7 +213,7 @@ class Trial:
             async with connection:
                 env = self.env
                 topology = Topology(env["LIGHTNING_EXCHANGE"], env["LIGHTNING_QUEUE_PREFIX"], 5)
-                await topology.delete(connection, ("projections", "sagas"))
+                await topology.delete(connection, ("projections", "sagas", "webhooks"))
 
         asyncio.run(delete())
 

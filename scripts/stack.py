@@ -42,6 +42,10 @@ AMQP_URL = os.environ.get("LIGHTNING_TEST_AMQP_URL", "amqp://guest:guest@127.0.0
 CONSUMER_KINDS = ("projections", "sagas", "webhooks")
 _TROUBLE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback \(most recent call last\)")
 LIGHTNING = [sys.executable, "-m", "lightning.cli"]
+# One encryption key for every process of a stack (distributed mode refuses to start without).
+ENCRYPTION_KEY = os.environ.get("LIGHTNING_ENCRYPTION_KEY") or (
+    "stack:" + base64.b64encode(secrets.token_bytes(32)).decode()
+)
 
 
 @dataclass
@@ -124,6 +128,7 @@ def _base_env(port: int, token: str) -> dict[str, str]:
         "LIGHTNING_ADMIN_SECRET": token,
         "LIGHTNING_HOST": "127.0.0.1",
         "LIGHTNING_PORT": str(port),
+        "LIGHTNING_ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
 
 

@@ -22,6 +22,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# Every process the tests start (and every Settings they build) shares one encryption key, as a
+# deployment's processes do; tests of a missing key remove it themselves.
+TEST_ENCRYPTION_KEY = "test:" + "A" * 43 + "="
+os.environ.setdefault("LIGHTNING_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)
+
 
 def service_missing(what: str, error: Exception) -> None:
     message = f"{what} is not reachable ({error}); run scripts/services.sh"

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import bisect
 import contextlib
 import math
@@ -80,6 +81,10 @@ from lightning.config import Settings
 from lightning.services import SYSTEM, Context
 from lightning.store.backends import open_backend
 from lightning.store.migrations import Migrator
+
+ENCRYPTION_KEY = os.environ.get("LIGHTNING_ENCRYPTION_KEY") or (
+    "bench:" + base64.b64encode(os.urandom(32)).decode()
+)
 
 WATCHED = "audit_log"
 TARGET = (
@@ -497,6 +502,7 @@ class Cluster:
             amqp_url=self.amqp_url,
             exchange=self.exchange,
             queue_prefix=self.queue_prefix,
+            encryption_key=ENCRYPTION_KEY,
         )
 
     def env(self) -> dict[str, str]:
@@ -506,6 +512,7 @@ class Cluster:
             "LIGHTNING_AMQP_URL": self.amqp_url,
             "LIGHTNING_EXCHANGE": self.exchange,
             "LIGHTNING_QUEUE_PREFIX": self.queue_prefix,
+            "LIGHTNING_ENCRYPTION_KEY": ENCRYPTION_KEY,
         }
 
     def start_worker(self, kind: str) -> None:
@@ -550,7 +557,7 @@ class Cluster:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
             await Topology.from_settings(self.settings()).delete(
-                connection, ("projections", "sagas")
+                connection, ("projections", "sagas", "webhooks")
             )
 
 

@@ -253,15 +253,26 @@ class Lightning:
         self.timers.fire(Context(SYSTEM, now=self.clock), timer)
 
     def redeliver_webhook(self, ctx: Context, delivery: UUID) -> str:
+        """A new round of attempts for one delivery (its subscription must be active or
+        paused, as the log has it)."""
         ctx.principal.require("operate")
-        return self.deliveries.redeliver(str(delivery), self.clock())
+        subscription = self.webhooks.get(UUID(self.deliveries.subscription_of(str(delivery))))
+        found = self.deliveries.redeliver(str(delivery), subscription.status, self.clock())
+        self._wake_sender()
+        return found
 
     def recover_webhooks(self, ctx: Context, subscription: UUID, since: int) -> Recovered:
+        """Deliveries again for what the subscription matches from position ``since`` on."""
         ctx.principal.require("operate")
-        recovered = self.deliveries.recover(self.store, str(subscription), since, self.clock())
-        if "sender" in self.__dict__:
-            self.sender.wake()
+        state = self.webhooks.get(subscription)
+        created = self.store.load(subscription, limit=1)[0].position
+        recovered = self.deliveries.recover(self.store, state, created, since, self.clock())
+        self._wake_sender()
         return recovered
+
+    def _wake_sender(self) -> None:
+        if "sender" in self.__dict__:  # this process runs one
+            self.sender.wake()
 
     def skip_recorder(self, ctx: Context, reason: str) -> _SkipRecorder:
         """What ``consumers.skip_parked`` calls to record a skip as ``consumer.event_skipped``

@@ -118,7 +118,11 @@ def start_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
 
 def base_env(database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_")}
-    return env | {"LIGHTNING_DATABASE_URL": database_url, "LIGHTNING_ADMIN_SECRET": ADMIN}
+    return env | {
+        "LIGHTNING_DATABASE_URL": database_url,
+        "LIGHTNING_ADMIN_SECRET": ADMIN,
+        "LIGHTNING_ENCRYPTION_KEY": os.environ["LIGHTNING_ENCRYPTION_KEY"],
+    }
 
 
 def run_server(
@@ -178,7 +182,7 @@ async def delete_topology(amqp_url: str, exchange: str, prefix: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         await Topology(exchange, prefix, delivery_limit=5).delete(
-            connection, ("projections", "sagas")
+            connection, ("projections", "sagas", "webhooks")
         )
 
 

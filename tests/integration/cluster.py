@@ -51,6 +51,7 @@ class Cluster:
                 "LIGHTNING_QUEUE_PREFIX": self.queue_prefix,
                 "LIGHTNING_DELIVERY_LIMIT": "3",
                 "LIGHTNING_CONSUMER_RETRY_DELAY": "0.01",
+                "LIGHTNING_ENCRYPTION_KEY": os.environ["LIGHTNING_ENCRYPTION_KEY"],
             }
             | extra
         )
@@ -100,7 +101,7 @@ class Cluster:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
             await Topology.from_settings(self.settings()).delete(
-                connection, ("projections", "sagas")
+                connection, ("projections", "sagas", "webhooks")
             )
 
     async def dead_letters(self) -> list[bytes]:

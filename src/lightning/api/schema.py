@@ -61,6 +61,7 @@ from .types import (
     RotateApiKeyPayload,
     connection,
 )
+from .webhooks import WebhookMutation, WebhookQuery
 from .workflows import WorkflowMutation, WorkflowQuery
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,9 @@ class Mutation:
             role=input.role,
             expires_at=input.expires_at,
             rotation_policy=input.rotation_policy,
+            deliver_to=None
+            if input.deliver_to is None
+            else uuid_arg(input.deliver_to, "deliverTo"),
         )
         return IssueApiKeyPayload(
             secret=result.secret, position=result.position, api_key=ApiKey.from_state(result.key)
@@ -371,8 +375,8 @@ def _stream_page(
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     limits = limits or Limits()
     return Schema(
-        query=merge_types("Query", (Query, WorkflowQuery, OperationsQuery)),
-        mutation=merge_types("Mutation", (Mutation, WorkflowMutation)),
+        query=merge_types("Query", (Query, WorkflowQuery, WebhookQuery, OperationsQuery)),
+        mutation=merge_types("Mutation", (Mutation, WorkflowMutation, WebhookMutation)),
         subscription=Subscription,
         # Factories, not instances: an extension holds its request's execution context.
         extensions=[

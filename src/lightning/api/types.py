@@ -134,6 +134,10 @@ class ApiKey:
     rotation_due_at: datetime | None = strawberry.field(
         description="when its rotation policy wants it rotated, once the notice is given"
     )
+    deliver_to: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="the webhook subscription its policy's automatic rotations are sent to",
+    )
 
     @classmethod
     def from_state(cls, state: ApiKeyState) -> ApiKey:
@@ -146,6 +150,7 @@ class ApiKey:
             rotation_policy=state.rotation_policy,
             previous_valid_until=state.previous_valid_until,
             rotation_due_at=state.rotation_due_at,
+            deliver_to=None if state.deliver_to is None else strawberry.ID(str(state.deliver_to)),
         )
 
     @classmethod
@@ -159,6 +164,7 @@ class ApiKey:
             rotation_policy=row["rotation_policy"],
             previous_valid_until=_time(row["previous_valid_until"]),
             rotation_due_at=_time(row["rotation_due_at"]),
+            deliver_to=None if row.get("deliver_to") is None else strawberry.ID(row["deliver_to"]),
         )
 
 
@@ -349,6 +355,11 @@ class IssueApiKeyInput:
     role: str
     expires_at: datetime | None = None
     rotation_policy: str | None = None
+    deliver_to: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="a webhook subscription: with a rotationPolicy, the key is then rotated"
+        " automatically at the policy's time and the new secret delivered there (only there)",
+    )
     command_id: str | None = strawberry.field(
         default=None,
         description="your id for this command: sent again, it is not applied again and answers"

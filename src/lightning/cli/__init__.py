@@ -19,19 +19,21 @@ from . import events
 from .common import POSITION_MAX, err, fail, lightning, out, parse_id, parse_time
 from .consumers import consumers_app, projections_app
 from .sagas import sagas_app, workflows_app
+from .webhooks import webhooks_app
 
 app = typer.Typer(
     help="Lightning: the event-sourced control plane of an AI-agent platform.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys and the encryption keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema (event_store/).", no_args_is_help=True)
 app.add_typer(events.app, name="events")
 app.add_typer(consumers_app, name="consumers")
 app.add_typer(projections_app, name="projections")
 app.add_typer(sagas_app, name="sagas")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
@@ -202,6 +204,40 @@ def keys_bootstrap(
         result = lt.api_keys.issue(Context(SYSTEM), name=name, role="admin")
         err.print(f"admin key {result.key.id} created; its secret (shown once):")
         sys.stdout.write(f"{result.secret}\n")
+
+
+@keys_app.command("reencrypt")
+def keys_reencrypt() -> None:
+    """Seal every stored secret again under the first LIGHTNING_ENCRYPTION_KEY entry, so that
+    an older key can then be dropped from the setting."""
+    with lightning() as lt:
+        result = lt.vault.reencrypt()
+        current = lt.vault.keyring.current
+        err.print(
+            f"re-encrypted {result.moved} secret(s) under key {current!r};"
+            f" {result.current} were under it already"
+        )
+        left = {k: n for k, n in lt.vault.counts().items() if k != current}
+        if left:  # written meanwhile by a process still configured with the old key first
+            raise fail("CONFLICT", f"secrets still under other keys: {left}; run it again")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    key_id: Annotated[str, typer.Option("--id", help="the key's id")] = "",
+) -> None:
+    """Print a new encryption key entry for LIGHTNING_ENCRYPTION_KEY (put it first to encrypt
+    with it; keep the old one after it until `keys reencrypt` has run)."""
+    from datetime import UTC, datetime
+
+    from ..store.secrets import Keyring
+
+    entry = Keyring.generate(key_id or f"k{datetime.now(UTC):%Y%m%d}")
+    try:
+        Keyring.parse(entry)  # the id is checked here
+    except LightningError as exc:
+        raise fail(exc.code, exc.message) from None
+    sys.stdout.write(entry + "\n")
 
 
 def main() -> None:

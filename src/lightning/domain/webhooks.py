@@ -37,11 +37,16 @@ class UrlRefused(ValidationFailed):
         super().__init__(f"webhook URL refused: {reason}", details={"url": reason})
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether an address may receive webhooks: ``is_global``, and for an IPv4-mapped or
     6to4/Teredo-embedded IPv6 address the IPv4 address it stands for too."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:  # 64:ff9b::/96 translates to IPv4
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None and not embedded.is_global:
             return False
         if address.teredo is not None and not all(a.is_global for a in address.teredo):
@@ -183,7 +188,9 @@ class RotateSecret(Command):
     secret_id: UUID
     secret_fingerprint: Fingerprint
     at: AwareDatetime
-    grace_period: timedelta = DEFAULT_SECRET_GRACE
+    grace_period: Annotated[timedelta, Field(ge=timedelta(0), le=MAX_SECRET_GRACE)] = (
+        DEFAULT_SECRET_GRACE
+    )
 
 
 class Pause(Command):

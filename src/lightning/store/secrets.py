@@ -108,10 +108,10 @@ class Keyring:
                 " list (add it after the current key, run `lightning keys reencrypt`, then drop"
                 " it)"
             )
-        raw = base64.b64decode(sealed)
         try:
+            raw = base64.b64decode(sealed, validate=True)
             return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], context)
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # altered, cut short, not base64 (binascii.Error)
             raise SecretUnreadable(f"a secret sealed with key {key_id!r} does not open") from None
 
 

@@ -10,7 +10,6 @@ for a new round.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Literal
 
 from ..domain.errors import Conflict, NotFound, ValidationFailed
 from ..domain.event_types import TypeFilter
+from ..domain.webhooks import WebhookSubscription
 from ..projections.queries import MAX_PAGE, Page, decode_cursor, encode_cursor
 from ..store.backends import Backend, Row, Tx
 from ..store.envelope import format_time
@@ -79,15 +79,22 @@ class Deliveries:
             " FROM webhook_endpoints WHERE status = 'active'"
         )
 
-    def claim(self, subscription_id: str, now: datetime, limit: int, lease: float) -> list[Row]:
-        """Lease up to ``limit`` due deliveries of one subscription, in position order."""
+    def claim(
+        self, subscription_id: str, now: datetime, limit: int, lease: float, *, first: bool
+    ) -> list[Row]:
+        """Lease up to ``limit`` due deliveries of one subscription, in position order: never
+        attempted yet (``first``), or to be tried again."""
         at, until = format_time(now), format_time(now + timedelta(seconds=lease))
+        attempted = "attempts = 0" if first else "attempts > 0"
         with self.backend.transaction() as tx:
             return tx.all(
-                "UPDATE webhook_deliveries SET leased_until = ? WHERE id IN ("
-                " SELECT id FROM webhook_deliveries WHERE subscription_id = ?"
+                "UPDATE webhook_deliveries SET leased_until = ? WHERE id IN ("  # noqa: S608
+                f" SELECT id FROM webhook_deliveries WHERE subscription_id = ? AND {attempted}"
                 " AND status = 'PENDING' AND next_attempt_at <= ?"
-                " AND (leased_until IS NULL OR leased_until < ?) ORDER BY position LIMIT ?)"
+                " AND (leased_until IS NULL OR leased_until < ?)"
+                # the subscription's status as of this statement: paused meanwhile, it waits
+                " AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = subscription_id"
+                " AND e.status = 'active') ORDER BY position LIMIT ?)"
                 " AND status = 'PENDING' AND (leased_until IS NULL OR leased_until < ?)"
                 " RETURNING id, subscription_id, event_id, position, event_type, attempts,"
                 " round_attempts, secret_id",
@@ -209,37 +216,39 @@ class Deliveries:
         for row in found:
             by_id[row["delivery_id"]].attempts.append(row)
 
-    def redeliver(self, delivery: str, now: datetime) -> str:
-        """A new round of attempts for one delivery, the first at once."""
+    def subscription_of(self, delivery: str) -> str:
+        rows = self.backend.query(
+            "SELECT subscription_id FROM webhook_deliveries WHERE id = ?", (delivery,)
+        )
+        if not rows:
+            raise NotFound(f"webhook delivery {delivery} does not exist")
+        return str(rows[0]["subscription_id"])
+
+    def redeliver(self, delivery: str, status: str, now: datetime) -> str:
+        """A new round of attempts for one delivery, the first at once (``status``: its
+        subscription's, as the log has it)."""
+        _check_endpoint(status)
         with self.backend.transaction() as tx:
-            row = tx.one(
-                "SELECT d.id, e.status FROM webhook_deliveries d JOIN webhook_endpoints e"
-                " ON e.id = d.subscription_id WHERE d.id = ?",
-                (delivery,),
-            )
-            if row is None:
-                raise NotFound(f"webhook delivery {delivery} does not exist")
-            _check_endpoint(row["status"])
             _rearm(tx, [delivery], now)
         return delivery
 
     def recover(
-        self, store: EventStore, subscription_id: str, since: int, now: datetime
+        self,
+        store: EventStore,
+        subscription: WebhookSubscription,
+        created_position: int,
+        since: int,
+        now: datetime,
     ) -> Recovered:
-        """Send again every event from position ``since`` on that the subscription wants now
-        (read from the log: also those it never recorded, while it was disabled), up to
-        ``RECOVER_MAX`` deliveries per call."""
+        """Send again every event from position ``since`` on that the subscription (as the
+        log has it) wants now — read from the log, so also those it never recorded while it
+        was disabled —, up to ``RECOVER_MAX`` deliveries per call."""
         if since < 0:
             raise ValidationFailed("since must not be negative", details={"since": since})
-        rows = self.backend.query(
-            "SELECT * FROM webhook_endpoints WHERE id = ?", (subscription_id,)
-        )
-        if not rows:
-            raise NotFound(f"webhook subscription {subscription_id} does not exist")
-        endpoint = rows[0]
-        _check_endpoint(endpoint["status"])
-        wanted = TypeFilter.parse(json.loads(endpoint["event_types"]), field="eventTypes")
-        start = max(since, int(endpoint["created_position"]) + 1)
+        _check_endpoint(subscription.status)
+        subscription_id = str(subscription.id)
+        wanted = TypeFilter.parse(list(subscription.event_types), field="eventTypes")
+        start = max(since, created_position + 1)
         picked: list[list[object]] = []
         last = start - 1
         for envelope in store.iterate(start - 1):

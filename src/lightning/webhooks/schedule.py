@@ -29,7 +29,7 @@ def parse_schedule(text: str) -> tuple[float, ...]:
                 f"retry schedule step {part!r}: write a number and a unit (ms, s, m, h, d)"
             )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        if not 0 < seconds <= 7 * 86400:
+        if not 0.001 <= seconds <= 7 * 86400:
             raise ValidationFailed(f"retry schedule step {part!r}: between 1 ms and 7 days")
         steps.append(seconds)
     if len(steps) > 20:
@@ -51,7 +51,7 @@ class Schedule:
         """Seconds until the next attempt after ``attempts_made`` in this round, None when the
         round is over. A receiver's Retry-After (on 429 or 503) is honoured instead of the
         schedule's step (up to a day)."""
-        if attempts_made >= self.attempts:
+        if not 0 < attempts_made < self.attempts:
             return None
         if retry_after is not None:
             return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
@@ -65,7 +65,7 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdecimal():
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -1,9 +1,11 @@
 """The sender: works through the delivery records, beside the webhook consumer.
 
 It runs an asyncio loop on a thread of its own (in ``lightning worker webhooks``, or in the
-embedded server). Each round it claims, per active subscription, as many due deliveries as that
-subscription has free slots (``webhook_concurrency``), in position order, so a slow or dead
-endpoint holds only its own slots and never delays another's deliveries. Every attempt:
+embedded server). Each round it claims, per active subscription, due deliveries for that
+subscription's free slots (``webhook_concurrency``): first attempts one at a time, in position
+order (a receiver sees a healthy subscription's events in log order), retries beside them in
+the other slots. A slow or dead endpoint holds only its own slots and never delays another's
+deliveries. Every attempt:
 
 1. reads the event from the log and the subscription's signing secrets from the vault;
 2. resolves and checks the URL's address (``guard.py``) and sends the Standard Webhooks request
@@ -34,6 +36,7 @@ from uuid import UUID
 
 import httpx
 
+from ..domain.errors import LightningError
 from ..store.backends import Row
 from ..store.envelope import format_time
 from ..store.event_store import EventStore
@@ -51,7 +54,7 @@ RESPONSE_READ_MAX = 64 * 1024
 class SenderConfig:
     schedule: Schedule
     timeout: float = 15.0
-    concurrency: int = 4  # attempts in flight per subscription
+    concurrency: int = 4  # attempts in flight per subscription (one of them a first attempt)
     max_in_flight: int = 256  # in all
     disable_after: float = 5 * 86400.0  # seconds failing without a success
     allow_private: bool = False
@@ -93,6 +96,7 @@ class Sender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken: asyncio.Event | None = None
         self._in_flight: dict[str, int] = defaultdict(int)
+        self._first_in_flight: set[str] = set()  # subscriptions with a first attempt out
         self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
@@ -136,23 +140,34 @@ class Sender:
                 self.config.concurrency - self._in_flight[endpoint["id"]],
                 self.config.max_in_flight - len(self._tasks),
             )
-            if room <= 0:
-                continue
-            claimed = await asyncio.to_thread(
-                self.deliveries.claim, endpoint["id"], now, room, self.config.lease
-            )
-            for delivery in claimed:
-                self._start(client, delivery)
+            key = endpoint["id"]
+            if room > 0 and key not in self._first_in_flight:
+                claimed = await asyncio.to_thread(
+                    self.deliveries.claim, key, now, 1, self.config.lease, first=True
+                )
+                for delivery in claimed:
+                    self._start(client, delivery, first=True)
+                    room -= 1
+            if room > 0:
+                claimed = await asyncio.to_thread(
+                    self.deliveries.claim, key, now, room, self.config.lease, first=False
+                )
+                for delivery in claimed:
+                    self._start(client, delivery, first=False)
 
-    def _start(self, client: httpx.AsyncClient, delivery: Row) -> None:
+    def _start(self, client: httpx.AsyncClient, delivery: Row, *, first: bool) -> None:
         subscription = delivery["subscription_id"]
         self._in_flight[subscription] += 1
+        if first:
+            self._first_in_flight.add(subscription)
         task = asyncio.ensure_future(self._attempt(client, delivery))
         self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
             self._tasks.discard(finished)
             self._in_flight[subscription] -= 1
+            if first:
+                self._first_in_flight.discard(subscription)
             if self._woken is not None:
                 self._woken.set()  # a slot is free: claim the next
 
@@ -187,7 +202,7 @@ class Sender:
             error = f"refused: {exc}"
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             error = _describe(exc, self.config.timeout)
-        except _Unsendable as exc:
+        except (_Unsendable, LightningError) as exc:  # a secret no key opens, say
             error = str(exc)
         latency = (time.perf_counter() - started) * 1000
         attempt = Attempt(
