@@ -318,10 +318,12 @@ def test_rotation_by_policy_delivers_the_new_secret_once_and_erases_it(
         principal = app.api_keys.authenticate(secret, now=clock())
         assert principal is not None and principal.key_id == key.key.id
         eventually(  # erased with the 2xx (recorded once the receiver has answered)
-            lambda: app.store.backend.query(
-                "SELECT COUNT(*) AS n FROM secrets WHERE purpose = 'api_key_delivery'"
-            )[0]["n"]
-            == 0
+            lambda: (
+                app.store.backend.query(
+                    "SELECT COUNT(*) AS n FROM secrets WHERE purpose = 'api_key_delivery'"
+                )[0]["n"]
+                == 0
+            )
         )
         assert all(secret not in e.to_json() for e in app.store.iterate(0))
         # A redelivery after that carries no secret.
