@@ -122,6 +122,9 @@ def base_env(database_url: str) -> dict[str, str]:
         "LIGHTNING_DATABASE_URL": database_url,
         "LIGHTNING_ADMIN_SECRET": ADMIN,
         "LIGHTNING_ENCRYPTION_KEY": os.environ["LIGHTNING_ENCRYPTION_KEY"],
+        # The webhook receivers of the tests listen on loopback.
+        "LIGHTNING_WEBHOOK_ALLOW_PRIVATE": "true",
+        "LIGHTNING_WEBHOOK_RETRY_SCHEDULE": "300ms,300ms,300ms",
     }
 
 

@@ -61,6 +61,8 @@ class Receiver:
     replies: dict[str, list[Reply]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     delay: Callable[[str], float] = lambda _path: 0.0
+    # Answers instead of ``replies`` when set: given the request just recorded.
+    respond: Callable[[Received], Reply] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Receiver:
@@ -73,9 +75,12 @@ class Receiver:
                 length = int(self.headers.get("content-length", 0))
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver._record(self.path, headers, body)
+                received = receiver._record(self.path, headers, body)
                 time.sleep(receiver.delay(self.path))
-                status, extra, reply = receiver._reply(self.path)
+                if receiver.respond is not None:
+                    status, extra, reply = receiver.respond(received)
+                else:
+                    status, extra, reply = receiver._reply(self.path)
                 self.send_response(status)
                 for k, v in extra.items():
                     self.send_header(k, v)
@@ -103,7 +108,7 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def _record(self, path: str, headers: dict[str, str], body: bytes) -> None:
+    def _record(self, path: str, headers: dict[str, str], body: bytes) -> Received:
         entries = headers.get("webhook-signature", "").split(" ")
         given = {e.partition(",")[2] for e in entries if e.startswith("v1,")}
         with self.lock:
@@ -115,7 +120,9 @@ class Receiver:
                 )
                 in given
             ]
-            self.received.append(Received(path, headers, body, time.time(), verified))
+            received = Received(path, headers, body, time.time(), verified)
+            self.received.append(received)
+        return received
 
     def _reply(self, path: str) -> Reply:
         with self.lock:
