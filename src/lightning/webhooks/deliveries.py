@@ -73,10 +73,19 @@ class Deliveries:
 
     # ---- the sender -------------------------------------------------------------------------
 
-    def active_endpoints(self) -> list[Row]:
+    def due(self, now: datetime) -> list[Row]:
+        """Per active subscription with due deliveries: how many are first attempts
+        (``first``) and how many retries (``again``). A read, so that a sender with nothing to
+        do never takes a write lock."""
+        at = format_time(now)
         return self.backend.query(
-            "SELECT id, url, secret_id, previous_secret_id, previous_valid_until, failing_since"
-            " FROM webhook_endpoints WHERE status = 'active'"
+            "SELECT d.subscription_id AS id,"
+            " SUM(CASE WHEN d.attempts = 0 THEN 1 ELSE 0 END) AS first,"
+            " SUM(CASE WHEN d.attempts > 0 THEN 1 ELSE 0 END) AS again"
+            " FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.subscription_id"
+            " WHERE d.status = 'PENDING' AND d.next_attempt_at <= ? AND e.status = 'active'"
+            " AND (d.leased_until IS NULL OR d.leased_until < ?) GROUP BY d.subscription_id",
+            (at, at),
         )
 
     def claim(

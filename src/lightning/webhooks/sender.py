@@ -133,22 +133,22 @@ class Sender:
         self._loop = None
 
     async def _round(self, client: httpx.AsyncClient) -> None:
-        endpoints = await asyncio.to_thread(self.deliveries.active_endpoints)
         now = self.clock()
-        for endpoint in endpoints:
+        due = await asyncio.to_thread(self.deliveries.due, now)
+        for endpoint in due:
+            key = endpoint["id"]
             room = min(
-                self.config.concurrency - self._in_flight[endpoint["id"]],
+                self.config.concurrency - self._in_flight[key],
                 self.config.max_in_flight - len(self._tasks),
             )
-            key = endpoint["id"]
-            if room > 0 and key not in self._first_in_flight:
+            if room > 0 and endpoint["first"] and key not in self._first_in_flight:
                 claimed = await asyncio.to_thread(
                     self.deliveries.claim, key, now, 1, self.config.lease, first=True
                 )
                 for delivery in claimed:
                     self._start(client, delivery, first=True)
                     room -= 1
-            if room > 0:
+            if room > 0 and endpoint["again"]:
                 claimed = await asyncio.to_thread(
                     self.deliveries.claim, key, now, room, self.config.lease, first=False
                 )
