@@ -55,6 +55,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS webhook_deliveries_by_event
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_position
     ON webhook_deliveries (subscription_id, position);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_leased
+    ON webhook_deliveries (subscription_id, status, leased_until);
 
 CREATE TABLE IF NOT EXISTS webhook_attempts (
     delivery_id TEXT NOT NULL,

@@ -198,7 +198,9 @@ def test_worker_killed_mid_stream_and_restarted(
     if killed == "projections":
         cluster.start_worker("relay")
     consumer = cluster.start_worker(killed)
-    writer = Writer(app, commands=300)
+    # Enough commands to outlast the worker's start (``worker all`` starts every consumer kind
+    # and their companions) on a loaded machine: the kill must come mid-stream.
+    writer = Writer(app, commands=900)
     wait_for(lambda: app.consumers.tracking.position("audit_log") > 100)
     consumer.send_signal(signal.SIGKILL)
     assert wait_exit(consumer) == -signal.SIGKILL
@@ -209,7 +211,7 @@ def test_worker_killed_mid_stream_and_restarted(
     writer.finish()
     wait_caught_up(app, cluster)
     assert_read_models_equal_fold_of_log(app)
-    assert len(app.consumers.tracking.read("SELECT id FROM agents")) == 300
+    assert len(app.consumers.tracking.read("SELECT id FROM agents")) == 900
 
 
 def test_relay_killed_between_publish_and_recording_its_position(

@@ -477,3 +477,82 @@ def test_bad_input_changes_nothing(app: Lightning, receiver: Receiver) -> None:
     assert app.store.max_position() == head
     assert app.vault.counts() == {}
     assert json.loads("[]") == []
+
+
+# ---- what a review found ----------------------------------------------------------------------
+
+
+def test_a_delete_in_the_same_batch_as_an_event_ends_its_delivery_and_secrets(
+    database_url: str, receiver: Receiver
+) -> None:
+    from lightning.consumers import run_to_head
+
+    with open_app(database_url, **FAST) as app:  # no workers: one batch, driven here
+        subscription = subscribe(app, receiver, ["agent.registered"])
+        app.webhooks.rotate_secret(ctx(), subscription, grace_period_seconds=0)
+        app.webhooks.rotate_secret(ctx(), subscription, grace_period_seconds=0)
+        register(app, "gone-with-it")
+        app.webhooks.delete(ctx(), subscription)
+        run_to_head(app.consumers.build("webhooks"))
+        [view] = deliveries(app, subscription)
+        assert view.row["status"] == "FAILED"
+        assert view.row["last_error"] == "subscription deleted"
+        assert app.vault.counts() == {}  # every secret it had, also the rotated-out ones
+
+
+def test_rotations_erase_the_secrets_that_no_longer_sign(
+    app: Lightning, receiver: Receiver
+) -> None:
+    subscription = subscribe(app, receiver, ["agent.registered"])
+    for _ in range(3):
+        app.webhooks.rotate_secret(ctx(), subscription, grace_period_seconds=0)
+    eventually(lambda: sum(app.vault.counts().values()) == 2, what="current and previous only")
+
+
+def test_a_deleted_subscription_cannot_receive_a_key(app: Lightning, receiver: Receiver) -> None:
+    subscription = subscribe(app, receiver, ["agent.registered"])
+    app.webhooks.delete(ctx(), subscription)
+    with pytest.raises(Exception, match="does not exist") as refused:
+        app.api_keys.issue(
+            ctx(), name="k", role="viewer", rotation_policy="standard", deliver_to=subscription
+        )
+    assert getattr(refused.value, "code", None) == "NOT_FOUND"
+
+
+def test_an_attempt_in_flight_does_not_revive_a_delivery_ended_meanwhile(
+    app: Lightning, receiver: Receiver
+) -> None:
+    receiver.replies["/hook"] = [(500, {}, b"")]
+    receiver.delay = lambda _path: 1.0
+    subscription = subscribe(app, receiver, ["agent.registered"])
+    register(app, "slow")
+    eventually(lambda: receiver.at(), what="the attempt under way")
+    app.webhooks.delete(ctx(), subscription)
+    eventually(lambda: deliveries(app, subscription, "FAILED"), what="ended by the delete")
+    eventually(lambda: app.deliveries.get(deliveries(app, subscription)[0].row["id"]).attempts)
+    [view] = deliveries(app, subscription)
+    assert view.row["status"] == "FAILED" and view.row["next_attempt_at"] is None
+
+
+def test_two_senders_send_first_attempts_one_at_a_time_in_log_order(
+    database_url: str, receiver: Receiver
+) -> None:
+    receiver.delay = lambda _path: 0.05
+    app = running(database_url)
+    other = open_app(database_url, **FAST)
+    other.start_beside("webhooks")  # a second sender on the same deliveries
+    try:
+        subscribe(app, receiver, ["agent.registered"])
+        positions = [register(app, f"ordered-{i}") for i in range(12)]
+        eventually(lambda: len(receiver.at()) == 12, what="every delivery")
+        assert [r.json["data"]["position"] for r in receiver.at()] == positions
+        assert receiver.most_in_flight == 1
+    finally:
+        other.close()
+        app.close()
+
+
+def test_a_host_name_that_is_not_valid_is_refused(app: Lightning) -> None:
+    for url in ("https://hooks..example.com/", f"https://{'a' * 64}.example.com/"):
+        with pytest.raises(ValidationFailed, match="not a valid host name"):
+            app.webhooks.subscribe(ctx(), url=url, event_types=["*"])

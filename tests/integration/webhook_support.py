@@ -64,6 +64,8 @@ class Receiver:
     # Answers instead of ``replies`` when set: given the request just recorded.
     respond: Callable[[Received], Reply] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    most_in_flight: int = 0  # requests being answered at once, at the most
 
     def start(self) -> Receiver:
         receiver = self
@@ -76,7 +78,12 @@ class Receiver:
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = receiver._record(self.path, headers, body)
+                with receiver.lock:
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 time.sleep(receiver.delay(self.path))
+                with receiver.lock:
+                    receiver.in_flight -= 1
                 if receiver.respond is not None:
                     status, extra, reply = receiver.respond(received)
                 else:

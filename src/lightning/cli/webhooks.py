@@ -11,12 +11,13 @@ import typer
 
 from ..services import Context
 from ..webhooks import STATUSES, DeliveryView, subscriptions_page
-from .common import err, lightning, operator, parse_id
+from .common import err, fail, lightning, operator, parse_id
 from .consumers import say
 
 webhooks_app = typer.Typer(
     help="Webhook subscriptions and deliveries: list, redeliver, recover.", no_args_is_help=True
 )
+SUBSCRIPTION_STATUSES = ("active", "paused", "disabled", "deleted")
 Json = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
 Limit = Annotated[int, typer.Option(min=1, max=500, help="at most this many")]
 
@@ -31,6 +32,8 @@ def webhooks_list(
     json_: Json = False,
 ) -> None:
     """Subscriptions, oldest first."""
+    if status is not None and status not in SUBSCRIPTION_STATUSES:
+        raise fail("BAD_USER_INPUT", f"--status is one of {', '.join(SUBSCRIPTION_STATUSES)}")
     with lightning() as lt:
         page = subscriptions_page(lt.store.backend, first=limit, after=None, status=status)
         for _, row in page.items:

@@ -37,7 +37,11 @@ class UrlRefused(ValidationFailed):
         super().__init__(f"webhook URL refused: {reason}", details={"url": reason})
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64 (well-known and local-use
+# prefixes), IPv4-compatible (deprecated) and IPv4-translated.
+_EMBEDDING = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96")
+)
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -45,7 +49,7 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     6to4/Teredo-embedded IPv6 address the IPv4 address it stands for too."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:  # 64:ff9b::/96 translates to IPv4
+        if embedded is None and any(address in n for n in _EMBEDDING):
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None and not embedded.is_global:
             return False
@@ -82,14 +86,23 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise UrlRefused("no #fragment")
     if port == 0:
         raise UrlRefused("port 0")
-    host = parts.hostname.rstrip(".").lower()
-    if not allow_private:
-        address = literal_address(host)
-        if address is not None and not is_public(address):
-            raise UrlRefused(f"{address} is not a public address")
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise UrlRefused(f"{host} is not a public name")
+    _check_host(parts.hostname.rstrip(".").lower(), allow_private=allow_private)
     return url
+
+
+def _check_host(host: str, *, allow_private: bool) -> None:
+    address = literal_address(host)
+    if address is None:
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise UrlRefused(f"{host[:100]!r} is not a valid host name") from None
+    if allow_private:
+        return
+    if address is not None and not is_public(address):
+        raise UrlRefused(f"{address} is not a public address")
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        raise UrlRefused(f"{host} is not a public name")
 
 
 def _patterns(value: tuple[str, ...]) -> tuple[str, ...]:

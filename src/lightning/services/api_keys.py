@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from ..domain import api_keys
+from ..domain import api_keys, webhooks
 from ..domain.errors import NotFound
 from ..domain.messages import DomainEvent
 from ..store.commands import CommandRecord
@@ -146,6 +146,12 @@ class ApiKeyService:
         ctx.principal.require("administer")
         if self.vault is None:
             raise TypeError("rotation by policy needs the secret vault")
+        current = self._load(key_id)
+        key = current.state
+        if key is not None and key.deliver_to is not None:
+            status = self._subscription_status(key.deliver_to)
+            if status in (None, "deleted"):  # no one could receive it: the notice stands
+                return KeyResult(current.envelopes[-1].position, key)
         secret = new_secret(key_id)
         command = api_keys.RotateByPolicy(
             key_id=key_id,
@@ -157,12 +163,20 @@ class ApiKeyService:
         return self._handle(ctx, command, secret)
 
     def _require_subscription(self, subscription_id: UUID) -> None:
-        envelopes = self.store.load(subscription_id, limit=1)
-        if not envelopes or envelopes[0].type != "webhook.subscribed":
+        if self._subscription_status(subscription_id) in (None, "deleted"):
             raise NotFound(
                 f"webhook subscription {subscription_id} does not exist",
                 details={"deliverTo": str(subscription_id)},
             )
+
+    def _subscription_status(self, subscription_id: UUID) -> str | None:
+        def fold(
+            state: webhooks.WebhookSubscription | None, event: DomainEvent
+        ) -> webhooks.WebhookSubscription | None:
+            return webhooks.evolve(state, event, subscription_id)
+
+        state = load(self.store, subscription_id, fold, None).state
+        return None if state is None else state.status
 
     def expire(self, ctx: Context, key_id: UUID) -> KeyResult:
         ctx.principal.require("administer")

@@ -40,6 +40,12 @@ class Tx:
         self._postgres = postgres
         self._after_commit: list[Callable[[], None]] = []
 
+    @property
+    def for_update(self) -> str:
+        """What locks the selected rows until the transaction ends: ``FOR UPDATE`` on
+        PostgreSQL; nothing on SQLite, whose write transactions hold the database's lock."""
+        return " FOR UPDATE" if self._postgres else ""
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back)."""
         self._after_commit.append(callback)

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets as random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,8 +141,8 @@ def _key_file(path: Path) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return path.read_text().strip()
+        except FileExistsError:  # another process is making it: wait for its contents
+            return _written(path)
         with os.fdopen(fd, "w") as f:
             f.write(entry + "\n")
         log.warning(
@@ -152,6 +153,13 @@ def _key_file(path: Path) -> str:
         return entry
     if path.stat().st_mode & 0o077:
         log.warning("%s is readable by other users: chmod 600 it", path)
+    return text
+
+
+def _written(path: Path, wait: float = 5.0) -> str:
+    deadline = time.monotonic() + wait
+    while not (text := path.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return text
 
 

@@ -27,7 +27,8 @@ from .router import delivery_id
 DeliveryStatus = Literal["PENDING", "SUCCEEDED", "FAILED"]
 STATUSES: tuple[DeliveryStatus, ...] = ("PENDING", "SUCCEEDED", "FAILED")
 LATENCY_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 15000)  # ms
-RECOVER_MAX = 10_000
+RECOVER_MAX = 10_000  # deliveries one recover records
+RECOVER_SCAN = 200_000  # events one recover reads
 RESPONSE_KEPT = 1024  # characters of a response body kept with its attempt
 
 
@@ -89,13 +90,41 @@ class Deliveries:
         )
 
     def claim(
-        self, subscription_id: str, now: datetime, limit: int, lease: float, *, first: bool
+        self,
+        subscription_id: str,
+        now: datetime,
+        limit: int,
+        lease: float,
+        *,
+        first: bool,
+        concurrency: int,
     ) -> list[Row]:
         """Lease up to ``limit`` due deliveries of one subscription, in position order: never
-        attempted yet (``first``), or to be tried again."""
+        attempted yet (``first``: one at a time, so they go out in log order), or to be tried
+        again. What every sender holds counts: leases are rows, so the subscription's
+        ``concurrency`` and the one first attempt hold however many senders run (claims of one
+        subscription take its row's lock, one after another)."""
         at, until = format_time(now), format_time(now + timedelta(seconds=lease))
         attempted = "attempts = 0" if first else "attempts > 0"
         with self.backend.transaction() as tx:
+            locked = tx.one(
+                "SELECT status FROM webhook_endpoints WHERE id = ?" + tx.for_update,  # noqa: S608
+                (subscription_id,),
+            )
+            if locked is None or locked["status"] != "active":
+                return []
+            busy = tx.one(
+                "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN attempts = 0 THEN 1 ELSE 0 END), 0)"
+                " AS first FROM webhook_deliveries WHERE subscription_id = ? AND status = 'PENDING'"
+                " AND leased_until >= ?",
+                (subscription_id, at),
+            )
+            assert busy is not None
+            limit = min(limit, concurrency - int(busy["n"]))
+            if first:
+                limit = min(limit, 0 if int(busy["first"]) else 1)
+            if limit <= 0:
+                return []
             return tx.all(
                 "UPDATE webhook_deliveries SET leased_until = ? WHERE id IN ("  # noqa: S608
                 f" SELECT id FROM webhook_deliveries WHERE subscription_id = ? AND {attempted}"
@@ -106,7 +135,7 @@ class Deliveries:
                 " AND e.status = 'active') ORDER BY position LIMIT ?)"
                 " AND status = 'PENDING' AND (leased_until IS NULL OR leased_until < ?)"
                 " RETURNING id, subscription_id, event_id, position, event_type, attempts,"
-                " round_attempts, secret_id",
+                " round_attempts, secret_id, leased_until",
                 (until, subscription_id, at, at, limit, at),
             )
 
@@ -114,12 +143,15 @@ class Deliveries:
         self,
         attempt: Attempt,
         *,
+        lease: str,
         next_at: datetime | None,
         erase_secret: str | None,
     ) -> Row | None:
         """The attempt's outcome, in one transaction: its row, the delivery's new state (the next
-        attempt, or SUCCEEDED/FAILED), the subscription's ``failing_since``, the counters; a
-        delivered key secret is erased with its success. Returns the subscription's row."""
+        attempt, or SUCCEEDED/FAILED) — only while it is still PENDING under this attempt's
+        ``lease``: a delivery ended meanwhile (its subscription disabled or deleted) or re-armed
+        stays as it is —, the subscription's ``failing_since``, the counters; a delivered key
+        secret is erased with its success. Returns the subscription's row."""
         at = format_time(attempt.at)
         status = "SUCCEEDED" if attempt.succeeded else ("PENDING" if next_at else "FAILED")
         with self.backend.transaction() as tx:
@@ -140,7 +172,7 @@ class Deliveries:
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,"
                 " round_attempts = round_attempts + 1, next_attempt_at = ?, leased_until = NULL,"
                 " last_error = ?, updated_at = ?, secret_id = CASE WHEN ? THEN NULL"
-                " ELSE secret_id END WHERE id = ?",
+                " ELSE secret_id END WHERE id = ? AND status = 'PENDING' AND leased_until = ?",
                 (
                     status,
                     None if next_at is None else format_time(next_at),
@@ -148,6 +180,7 @@ class Deliveries:
                     at,
                     attempt.succeeded,
                     attempt.delivery_id,
+                    lease,
                 ),
             )
             if erase_secret is not None and attempt.succeeded:
@@ -163,11 +196,13 @@ class Deliveries:
                 (attempt.subscription_id,),
             )
 
-    def release(self, delivery: str) -> None:
+    def release(self, delivery: str, lease: str) -> None:
         """Give a claimed delivery back unsent (the sender is stopping)."""
         with self.backend.transaction() as tx:
             tx.execute(
-                "UPDATE webhook_deliveries SET leased_until = NULL WHERE id = ?", (delivery,)
+                "UPDATE webhook_deliveries SET leased_until = NULL WHERE id = ?"
+                " AND leased_until = ?",
+                (delivery, lease),
             )
 
     # ---- operators --------------------------------------------------------------------------
@@ -260,7 +295,8 @@ class Deliveries:
         start = max(since, created_position + 1)
         picked: list[list[object]] = []
         last = start - 1
-        for envelope in store.iterate(start - 1):
+        upto = min(store.max_position(), start - 1 + RECOVER_SCAN)
+        for envelope in store.iterate(start - 1, upto=upto):
             last = envelope.position
             mine = envelope.type == "api_key.rotated" and str(
                 envelope.data.get("delivered_to")
@@ -293,8 +329,8 @@ class Deliveries:
                 picked,
             )
             _rearm(tx, [str(p[0]) for p in picked], now)
-        more = len(picked) >= RECOVER_MAX and last < store.max_position()
-        return Recovered(len(picked), last + 1 if more else None)
+        last = last if len(picked) >= RECOVER_MAX else upto
+        return Recovered(len(picked), last + 1 if last < store.max_position() else None)
 
     # ---- metrics ----------------------------------------------------------------------------
 

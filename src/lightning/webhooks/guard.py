@@ -34,9 +34,12 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"not an http(s) URL: {url[:100]}")
-    name = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    literal = literal_address(name)
+    literal = literal_address(parts.hostname)
+    try:  # the ASCII form (IDNA) is what is resolved, sent as Host and checked by TLS
+        name = parts.hostname if literal else parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise Refused(f"{parts.hostname[:100]!r} is not a valid host name") from None
     if literal is not None:
         addresses = [literal]
     else:
@@ -55,10 +58,14 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
     chosen = addresses[0]
     return Target(
         url=_with_address(parts, chosen, port),
-        host=parts.netloc.rpartition("@")[2],
+        host=parts.netloc.rpartition("@")[2] if literal else _with_port(name, parts.port),
         sni=name if parts.scheme == "https" else None,
         address=str(chosen),
     )
+
+
+def _with_port(name: str, port: int | None) -> str:
+    return name if port is None else f"{name}:{port}"
 
 
 def _with_address(

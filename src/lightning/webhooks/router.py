@@ -140,13 +140,19 @@ class WebhookRouter:
         created: dict[str, Row] = {}
         changed: dict[str, Row] = {}
         deliveries: list[list[object]] = []
+        orphaned: list[str] = []
         for envelope in envelopes:
             if envelope.aggregate_type == "webhook":
+                if envelope.type in ("webhook.disabled", "webhook.deleted"):
+                    _insert(tx, deliveries)  # recorded first, so they end with the others
+                    deliveries = []
                 self._subscription_event(tx, envelope, endpoints, created, changed)
                 if (row := endpoints.get(str(envelope.aggregate_id))) is not None:
                     filters[row["id"]] = _filter(row)
                 continue
-            deliveries += _deliveries(envelope, endpoints, filters)
+            deliveries += _deliveries(envelope, endpoints, filters, orphaned)
+        if orphaned:  # a key's new secret for a subscription that is gone: no one can get it
+            tx.execute_many("DELETE FROM secrets WHERE id = ?", [[s] for s in orphaned])
         if created:
             columns = ", ".join(_COLUMNS)
             tx.execute_many(
@@ -160,14 +166,7 @@ class WebhookRouter:
                 f"UPDATE webhook_endpoints SET {assignments} WHERE id = ?",  # noqa: S608
                 [[r[c] for c in _FROM_EVENTS] + [i] for i, r in changed.items()],
             )
-        if deliveries:
-            tx.execute_many(
-                "INSERT INTO webhook_deliveries (id, subscription_id, event_id, position,"
-                " event_type, status, attempts, round_attempts, next_attempt_at, secret_id,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 0, 0, ?, ?, ?, ?)"
-                " ON CONFLICT (subscription_id, event_id) DO NOTHING",
-                deliveries,
-            )
+        _insert(tx, deliveries)
 
     def _subscription_event(
         self,
@@ -193,10 +192,25 @@ class WebhookRouter:
             created[key] = row
         else:
             changed[key] = row
+        if envelope.type == "webhook.secret_rotated" and old is not None:
+            dropped = old.get("previous_secret_id")  # the one before the previous: done signing
+            if dropped:
+                tx.execute("DELETE FROM secrets WHERE id = ?", (dropped,))
         if envelope.type == "webhook.enabled":
             tx.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?", (key,))
         if envelope.type in ("webhook.disabled", "webhook.deleted"):
             _end_pending(tx, key, row, envelope)
+
+
+def _insert(tx: Tx, deliveries: list[list[object]]) -> None:
+    if deliveries:
+        tx.execute_many(
+            "INSERT INTO webhook_deliveries (id, subscription_id, event_id, position,"
+            " event_type, status, attempts, round_attempts, next_attempt_at, secret_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 0, 0, ?, ?, ?, ?)"
+            " ON CONFLICT (subscription_id, event_id) DO NOTHING",
+            deliveries,
+        )
 
 
 def _filter(row: Row) -> TypeFilter | None:
@@ -204,11 +218,17 @@ def _filter(row: Row) -> TypeFilter | None:
 
 
 def _deliveries(
-    envelope: Envelope, endpoints: dict[str, Row], filters: dict[str, TypeFilter | None]
+    envelope: Envelope,
+    endpoints: dict[str, Row],
+    filters: dict[str, TypeFilter | None],
+    orphaned: list[str],
 ) -> list[list[object]]:
     at = format_time(envelope.occurred_at)
     rows: list[list[object]] = []
     target = _delivered_to(envelope)
+    sealed = envelope.data.get("secret_id") if target else None
+    if sealed and (target not in endpoints or endpoints[target]["status"] == "deleted"):
+        orphaned.append(str(sealed))
     for key, endpoint in endpoints.items():
         secret_id = envelope.data.get("secret_id") if key == target else None
         wanted = endpoint["status"] in ("active", "paused") and (

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,9 @@ class Sender:
         self._in_flight: dict[str, int] = defaultdict(int)
         self._first_in_flight: set[str] = set()  # subscriptions with a first attempt out
         self._tasks: set[asyncio.Task[None]] = set()
+        # https connections are kept per name: a pool keyed by address alone would let a
+        # connection opened (and its certificate checked) for one name carry another's requests.
+        self._tls: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
 
     def wake(self) -> None:
         """Look for due deliveries now (thread-safe)."""
@@ -112,15 +116,7 @@ class Sender:
     async def _main(self, stop: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._woken = asyncio.Event()
-        limits = httpx.Limits(
-            max_connections=self.config.max_in_flight, max_keepalive_connections=64
-        )
-        async with httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(self.config.timeout),
-            limits=limits,
-            trust_env=False,  # no proxy from the environment: the pinned address is the peer
-        ) as client:
+        async with self._client() as client:
             while not stop.is_set():
                 self._woken.clear()
                 try:
@@ -130,7 +126,36 @@ class Sender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._woken.wait(), self.config.poll)
             await self._stop_tasks()
+            for tls in self._tls.values():
+                await tls.aclose()
+            self._tls.clear()
         self._loop = None
+
+    def _client(self, connections: int | None = None) -> httpx.AsyncClient:
+        limits = httpx.Limits(
+            max_connections=connections or self.config.max_in_flight,
+            max_keepalive_connections=min(64, connections or self.config.max_in_flight),
+        )
+        return httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(self.config.timeout),
+            limits=limits,
+            trust_env=False,  # no proxy from the environment: the pinned address is the peer
+        )
+
+    async def _client_for(
+        self, target: guard.Target, shared: httpx.AsyncClient
+    ) -> httpx.AsyncClient:
+        if target.sni is None:
+            return shared
+        client = self._tls.get(target.sni)
+        if client is None:
+            client = self._tls[target.sni] = self._client(self.config.concurrency * 2)
+            while len(self._tls) > 256:
+                _, evicted = self._tls.popitem(last=False)
+                await evicted.aclose()
+        self._tls.move_to_end(target.sni)
+        return client
 
     async def _round(self, client: httpx.AsyncClient) -> None:
         now = self.clock()
@@ -142,18 +167,24 @@ class Sender:
                 self.config.max_in_flight - len(self._tasks),
             )
             if room > 0 and endpoint["first"] and key not in self._first_in_flight:
-                claimed = await asyncio.to_thread(
-                    self.deliveries.claim, key, now, 1, self.config.lease, first=True
-                )
+                claimed = await asyncio.to_thread(self._claim, key, now, 1, True)
                 for delivery in claimed:
                     self._start(client, delivery, first=True)
                     room -= 1
             if room > 0 and endpoint["again"]:
-                claimed = await asyncio.to_thread(
-                    self.deliveries.claim, key, now, room, self.config.lease, first=False
-                )
+                claimed = await asyncio.to_thread(self._claim, key, now, room, False)
                 for delivery in claimed:
                     self._start(client, delivery, first=False)
+
+    def _claim(self, subscription: str, now: datetime, limit: int, first: bool) -> list[Row]:
+        return self.deliveries.claim(
+            subscription,
+            now,
+            limit,
+            self.config.lease,
+            first=first,
+            concurrency=self.config.concurrency,
+        )
 
     def _start(self, client: httpx.AsyncClient, delivery: Row, *, first: bool) -> None:
         subscription = delivery["subscription_id"]
@@ -183,7 +214,11 @@ class Sender:
             await self._send_and_record(client, delivery)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.to_thread(self.deliveries.release, delivery["id"]))
+                await asyncio.shield(
+                    asyncio.to_thread(
+                        self.deliveries.release, delivery["id"], delivery["leased_until"]
+                    )
+                )
             raise
         except Exception:  # recording failed (an outage): the lease runs out, it goes again
             log.warning("webhook delivery %s: attempt not recorded", delivery["id"], exc_info=True)
@@ -204,6 +239,9 @@ class Sender:
             error = _describe(exc, self.config.timeout)
         except (_Unsendable, LightningError) as exc:  # a secret no key opens, say
             error = str(exc)
+        except Exception as exc:  # anything else about this attempt is its failure, recorded
+            log.warning("webhook delivery %s: attempt failed", delivery["id"], exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"[:500]
         latency = (time.perf_counter() - started) * 1000
         attempt = Attempt(
             delivery_id=delivery["id"],
@@ -221,7 +259,13 @@ class Sender:
         next_at = None if delay is None else self.clock() + timedelta(seconds=delay)
         key_secret = prepared.key_secret_id if prepared else delivery["secret_id"]
         endpoint = await asyncio.to_thread(
-            self.deliveries.record, attempt, next_at=next_at, erase_secret=key_secret
+            functools.partial(
+                self.deliveries.record,
+                attempt,
+                lease=delivery["leased_until"],
+                next_at=next_at,
+                erase_secret=key_secret,
+            )
         )
         if attempt.succeeded or endpoint is None or endpoint["status"] != "active":
             return
@@ -279,6 +323,7 @@ class Sender:
             )
             headers["host"] = target.host
             extensions = {"sni_hostname": target.sni} if target.sni else {}
+            client = await self._client_for(target, client)
             async with client.stream(
                 "POST", target.url, content=prepared.body, headers=headers, extensions=extensions
             ) as response:
