@@ -69,7 +69,11 @@ def wait_until_running(app: Lightning, cluster: Cluster) -> None:
 
     def reported() -> bool:
         rows = app.consumers.tracking.status_rows()
-        return all(n in rows for n in app.consumers.handler_names())
+        started = [
+            *app.consumers.handler_names("projections"),
+            *app.consumers.handler_names("sagas"),
+        ]
+        return all(n in rows for n in started)
 
     wait_for(reported, cluster=cluster)
 
