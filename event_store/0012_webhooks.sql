@@ -57,6 +57,8 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_by_position
     ON webhook_deliveries (subscription_id, position);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_leased
     ON webhook_deliveries (subscription_id, status, leased_until);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_next
+    ON webhook_deliveries (subscription_id, status, attempts, position);
 
 CREATE TABLE IF NOT EXISTS webhook_attempts (
     delivery_id TEXT NOT NULL,

@@ -46,6 +46,13 @@ class Tx:
         PostgreSQL; nothing on SQLite, whose write transactions hold the database's lock."""
         return " FOR UPDATE" if self._postgres else ""
 
+    def commit_asynchronously(self) -> None:
+        """Let this transaction's commit return before it is on disk (PostgreSQL's
+        ``synchronous_commit = off``; SQLite is unchanged): for writes whose loss in a database
+        crash only means doing their work again — never for events."""
+        if self._postgres:
+            self.execute("SET LOCAL synchronous_commit TO OFF")
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back)."""
         self._after_commit.append(callback)

@@ -79,15 +79,17 @@ class Deliveries:
         (``first``) and how many retries (``again``). A read, so that a sender with nothing to
         do never takes a write lock."""
         at = format_time(now)
-        return self.backend.query(
-            "SELECT d.subscription_id AS id,"
-            " SUM(CASE WHEN d.attempts = 0 THEN 1 ELSE 0 END) AS first,"
-            " SUM(CASE WHEN d.attempts > 0 THEN 1 ELSE 0 END) AS again"
-            " FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.subscription_id"
-            " WHERE d.status = 'PENDING' AND d.next_attempt_at <= ? AND e.status = 'active'"
-            " AND (d.leased_until IS NULL OR d.leased_until < ?) GROUP BY d.subscription_id",
-            (at, at),
+        due = (
+            "EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.subscription_id = e.id"
+            " AND d.status = 'PENDING' AND d.attempts {} 0 AND d.next_attempt_at <= ?"
+            " AND (d.leased_until IS NULL OR d.leased_until < ?))"
         )
+        rows = self.backend.query(
+            f"SELECT e.id, {due.format('=')} AS first, {due.format('>')} AS again"  # noqa: S608
+            " FROM webhook_endpoints e WHERE e.status = 'active'",
+            (at, at, at, at),
+        )
+        return [r for r in rows if r["first"] or r["again"]]
 
     def claim(
         self,
@@ -107,22 +109,25 @@ class Deliveries:
         at, until = format_time(now), format_time(now + timedelta(seconds=lease))
         attempted = "attempts = 0" if first else "attempts > 0"
         with self.backend.transaction() as tx:
-            locked = tx.one(
-                "SELECT status FROM webhook_endpoints WHERE id = ?" + tx.for_update,  # noqa: S608
-                (subscription_id,),
-            )
-            if locked is None or locked["status"] != "active":
-                return []
+            tx.commit_asynchronously()  # a lease lost in a crash: the delivery goes again
             busy = tx.one(
-                "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN attempts = 0 THEN 1 ELSE 0 END), 0)"
-                " AS first FROM webhook_deliveries WHERE subscription_id = ? AND status = 'PENDING'"
-                " AND leased_until >= ?",
-                (subscription_id, at),
+                "SELECT e.status, (SELECT COUNT(*) FROM webhook_deliveries d"  # noqa: S608
+                " WHERE d.subscription_id = e.id AND d.status = 'PENDING' AND d.attempts > 0"
+                " AND d.leased_until >= ?) AS n, (SELECT COUNT(*) FROM webhook_deliveries d"
+                " WHERE d.subscription_id = e.id AND d.status = 'PENDING' AND d.attempts = 0"
+                " AND d.leased_until >= ?) AS first FROM webhook_endpoints e WHERE e.id = ?"
+                + tx.for_update,
+                (at, at, subscription_id),
             )
-            assert busy is not None
-            limit = min(limit, concurrency - int(busy["n"]))
+            if busy is None or busy["status"] != "active":
+                return []
+            # In flight: the retries, and one for the first attempts (a lane's batch is sent
+            # one at a time); one lane per subscription, whichever sender holds it.
+            lanes = 1 if int(busy["first"]) else 0
             if first:
-                limit = min(limit, 0 if int(busy["first"]) else 1)
+                limit = 0 if lanes or int(busy["n"]) >= concurrency else limit
+            else:
+                limit = min(limit, concurrency - int(busy["n"]) - lanes)
             if limit <= 0:
                 return []
             return tx.all(
@@ -146,6 +151,8 @@ class Deliveries:
         lease: str,
         next_at: datetime | None,
         erase_secret: str | None,
+        renew: Sequence[tuple[str, str]] = (),
+        renewed: str | None = None,
     ) -> Row | None:
         """The attempt's outcome, in one transaction: its row, the delivery's new state (the next
         attempt, or SUCCEEDED/FAILED) — only while it is still PENDING under this attempt's
@@ -155,6 +162,9 @@ class Deliveries:
         at = format_time(attempt.at)
         status = "SUCCEEDED" if attempt.succeeded else ("PENDING" if next_at else "FAILED")
         with self.backend.transaction() as tx:
+            # An outcome lost in a database crash only means the delivery goes again (at least
+            # once); so this commit need not wait for the disk.
+            tx.commit_asynchronously()
             tx.execute(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms,"
                 " error, response) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -183,17 +193,20 @@ class Deliveries:
                     lease,
                 ),
             )
+            if renew and renewed is not None:  # a lane's next first attempts: still its own
+                tx.execute_many(
+                    "UPDATE webhook_deliveries SET leased_until = ? WHERE id = ?"
+                    " AND leased_until = ?",
+                    [[renewed, i, held] for i, held in renew],
+                )
             if erase_secret is not None and attempt.succeeded:
                 tx.execute("DELETE FROM secrets WHERE id = ?", (erase_secret,))
-            tx.execute(
-                "UPDATE webhook_endpoints SET failing_since = CASE WHEN ? THEN NULL"
-                " ELSE COALESCE(failing_since, ?) END WHERE id = ?",
-                (attempt.succeeded, at, attempt.subscription_id),
-            )
             _count(tx, attempt)
             return tx.one(
-                "SELECT id, status, failing_since FROM webhook_endpoints WHERE id = ?",
-                (attempt.subscription_id,),
+                "UPDATE webhook_endpoints SET failing_since = CASE WHEN ? THEN NULL"
+                " ELSE COALESCE(failing_since, ?) END WHERE id = ?"
+                " RETURNING id, status, failing_since",
+                (attempt.succeeded, at, attempt.subscription_id),
             )
 
     def release(self, delivery: str, lease: str) -> None:

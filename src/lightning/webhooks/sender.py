@@ -49,6 +49,7 @@ from .schedule import Schedule, retry_after
 log = logging.getLogger(__name__)
 
 RESPONSE_READ_MAX = 64 * 1024
+LANE_BATCH = 20  # first attempts one claim leases (sent one after another)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class Sender:
         # https connections are kept per name: a pool keyed by address alone would let a
         # connection opened (and its certificate checked) for one name carry another's requests.
         self._tls: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        # Signing secrets opened once (they never change under their id); a key's delivered
+        # secret is read every time (it is erased once delivered).
+        self._signing: OrderedDict[UUID, str] = OrderedDict()
 
     def wake(self) -> None:
         """Look for due deliveries now (thread-safe)."""
@@ -167,14 +171,14 @@ class Sender:
                 self.config.max_in_flight - len(self._tasks),
             )
             if room > 0 and endpoint["first"] and key not in self._first_in_flight:
-                claimed = await asyncio.to_thread(self._claim, key, now, 1, True)
-                for delivery in claimed:
-                    self._start(client, delivery, first=True)
+                batch = await asyncio.to_thread(self._claim, key, now, LANE_BATCH, True)
+                if batch:
+                    self._start(client, batch, first=True)
                     room -= 1
             if room > 0 and endpoint["again"]:
                 claimed = await asyncio.to_thread(self._claim, key, now, room, False)
                 for delivery in claimed:
-                    self._start(client, delivery, first=False)
+                    self._start(client, [delivery], first=False)
 
     def _claim(self, subscription: str, now: datetime, limit: int, first: bool) -> list[Row]:
         return self.deliveries.claim(
@@ -186,12 +190,14 @@ class Sender:
             concurrency=self.config.concurrency,
         )
 
-    def _start(self, client: httpx.AsyncClient, delivery: Row, *, first: bool) -> None:
-        subscription = delivery["subscription_id"]
+    def _start(self, client: httpx.AsyncClient, claimed: list[Row], *, first: bool) -> None:
+        """One task: a lane of first attempts, or one retry."""
+        subscription = claimed[0]["subscription_id"]
         self._in_flight[subscription] += 1
         if first:
             self._first_in_flight.add(subscription)
-        task = asyncio.ensure_future(self._attempt(client, delivery))
+        work = self._lane(client, claimed) if first else self._attempt(client, claimed[0])
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
@@ -209,9 +215,47 @@ class Sender:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _attempt(self, client: httpx.AsyncClient, delivery: Row) -> None:
+    async def _lane(self, client: httpx.AsyncClient, batch: list[Row]) -> None:
+        """A subscription's first attempts, one after another in position order: a batch is
+        claimed at once (the claim and the reads of the events shared by all of it), each
+        recorded attempt renews the leases of the rest, and the next batch follows at once
+        while they keep coming."""
+        subscription = batch[0]["subscription_id"]
+        while batch:
+            await asyncio.to_thread(self._attach, batch)
+            for n, delivery in enumerate(batch):
+                try:
+                    await self._attempt(client, delivery, renew=batch[n + 1 :])
+                except asyncio.CancelledError:
+                    for rest in batch[n + 1 :]:
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(
+                                asyncio.to_thread(
+                                    self.deliveries.release, rest["id"], rest["leased_until"]
+                                )
+                            )
+                    raise
+            batch = await asyncio.to_thread(
+                self._claim, subscription, self.clock(), LANE_BATCH, True
+            )
+
+    def _attach(self, batch: list[Row]) -> None:
+        """Read the batch's events, and its subscription, once for all of it."""
+        found = {e.position: e for e in self.store.read_at([int(d["position"]) for d in batch])}
+        rows = self.store.backend.query(
+            "SELECT url, secret_id, previous_secret_id, previous_valid_until"
+            " FROM webhook_endpoints WHERE id = ?",
+            (batch[0]["subscription_id"],),
+        )
+        for delivery in batch:
+            delivery["_envelope"] = found.get(int(delivery["position"]))
+            delivery["_endpoint"] = rows[0] if rows else None
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, delivery: Row, renew: list[Row] | None = None
+    ) -> None:
         try:
-            await self._send_and_record(client, delivery)
+            await self._send_and_record(client, delivery, renew or [])
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -223,7 +267,9 @@ class Sender:
         except Exception:  # recording failed (an outage): the lease runs out, it goes again
             log.warning("webhook delivery %s: attempt not recorded", delivery["id"], exc_info=True)
 
-    async def _send_and_record(self, client: httpx.AsyncClient, delivery: Row) -> None:
+    async def _send_and_record(
+        self, client: httpx.AsyncClient, delivery: Row, renew: list[Row]
+    ) -> None:
         started, at = time.perf_counter(), self.clock()
         status: int | None = None
         error: str | None = None
@@ -258,6 +304,7 @@ class Sender:
         delay = None if gone or attempt.succeeded else self.config.schedule.next_delay(made, wait)
         next_at = None if delay is None else self.clock() + timedelta(seconds=delay)
         key_secret = prepared.key_secret_id if prepared else delivery["secret_id"]
+        renewed = format_time(self.clock() + timedelta(seconds=self.config.lease))
         endpoint = await asyncio.to_thread(
             functools.partial(
                 self.deliveries.record,
@@ -265,8 +312,12 @@ class Sender:
                 lease=delivery["leased_until"],
                 next_at=next_at,
                 erase_secret=key_secret,
+                renew=[(r["id"], r["leased_until"]) for r in renew],
+                renewed=renewed,
             )
         )
+        for rest in renew:
+            rest["leased_until"] = renewed
         if attempt.succeeded or endpoint is None or endpoint["status"] != "active":
             return
         if gone:
@@ -280,23 +331,25 @@ class Sender:
                 await asyncio.to_thread(self.disable, attempt.subscription_id, "failures", reason)
 
     def _prepare(self, delivery: Row, now: datetime) -> _Prepared:
-        rows = self.store.backend.query(
-            "SELECT url, secret_id, previous_secret_id, previous_valid_until"
-            " FROM webhook_endpoints WHERE id = ?",
-            (delivery["subscription_id"],),
-        )
-        found = self.store.read_at([int(delivery["position"])])
-        if not rows or not found:
+        if "_envelope" not in delivery:  # a retry: read here (a lane's batch read them ahead)
+            self._attach([delivery])
+        endpoint, envelope = delivery["_endpoint"], delivery["_envelope"]
+        if endpoint is None or envelope is None:
             raise _Unsendable("the subscription or the event is gone")
-        endpoint, envelope = rows[0], found[0]
         signing_ids = [endpoint["secret_id"]]
         until = endpoint["previous_valid_until"]
         if endpoint["previous_secret_id"] and until and format_time(now) < until:
             signing_ids.append(endpoint["previous_secret_id"])
         key_secret_id = delivery["secret_id"]
-        wanted = [UUID(i) for i in signing_ids] + ([UUID(key_secret_id)] if key_secret_id else [])
-        opened = self.vault.read(wanted)
-        secrets = [opened[UUID(i)] for i in signing_ids if UUID(i) in opened]
+        missing = [UUID(i) for i in signing_ids if UUID(i) not in self._signing]
+        wanted = missing + ([UUID(key_secret_id)] if key_secret_id else [])
+        opened = self.vault.read(wanted) if wanted else {}
+        for secret_id in missing:
+            if secret_id in opened:
+                self._signing[secret_id] = opened[secret_id]
+                while len(self._signing) > 1024:
+                    self._signing.popitem(last=False)
+        secrets = [self._signing[UUID(i)] for i in signing_ids if UUID(i) in self._signing]
         if not secrets:
             raise _Unsendable("the subscription's signing secret is gone")
         extra: dict[str, Any] = {}
