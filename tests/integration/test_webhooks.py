@@ -35,6 +35,10 @@ FAST = {
 }
 
 
+# What does not depend on the backend (the sender's and the rules' logic) runs on SQLite only.
+SENDER_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 def ctx() -> Context:
     return Context(SYSTEM)
 
@@ -142,6 +146,7 @@ def test_a_500_is_retried_on_the_schedule_with_the_same_webhook_id(
     assert view.attempts[0]["response"] == "boom"
 
 
+@SENDER_ONLY
 def test_retry_after_is_honoured(app: Lightning, receiver: Receiver) -> None:
     receiver.replies["/hook"] = [(503, {"Retry-After": "1"}, b""), (200, {}, b"")]
     subscribe(app, receiver, ["agent.registered"])
@@ -151,6 +156,7 @@ def test_retry_after_is_honoured(app: Lightning, receiver: Receiver) -> None:
     assert second.at - first.at >= 0.95  # the schedule alone would have waited 200 ms
 
 
+@SENDER_ONLY
 def test_redirects_are_not_followed(app: Lightning, receiver: Receiver) -> None:
     receiver.replies["/hook"] = [(302, {"Location": receiver.url("/elsewhere")}, b"")]
     subscription = subscribe(app, receiver, ["agent.registered"])
@@ -374,6 +380,7 @@ def assert_no_secret_in_dump(database_url: str, secrets: list[str]) -> None:
 # ---- the SSRF guard ---------------------------------------------------------------------------
 
 
+@SENDER_ONLY
 def test_private_addresses_are_refused_at_subscribe_and_at_send(
     database_url: str, receiver: Receiver
 ) -> None:
@@ -461,6 +468,7 @@ def test_pending_retries_survive_a_restart(database_url: str, receiver: Receiver
         app.close()
 
 
+@SENDER_ONLY
 def test_bad_input_changes_nothing(app: Lightning, receiver: Receiver) -> None:
     head = app.store.max_position()
     for kwargs in (
@@ -509,6 +517,7 @@ def test_rotations_erase_the_secrets_that_no_longer_sign(
     eventually(lambda: sum(app.vault.counts().values()) == 2, what="current and previous only")
 
 
+@SENDER_ONLY
 def test_a_deleted_subscription_cannot_receive_a_key(app: Lightning, receiver: Receiver) -> None:
     subscription = subscribe(app, receiver, ["agent.registered"])
     app.webhooks.delete(ctx(), subscription)
@@ -552,6 +561,7 @@ def test_two_senders_send_first_attempts_one_at_a_time_in_log_order(
         app.close()
 
 
+@SENDER_ONLY
 def test_a_host_name_that_is_not_valid_is_refused(app: Lightning) -> None:
     for url in ("https://hooks..example.com/", f"https://{'a' * 64}.example.com/"):
         with pytest.raises(ValidationFailed, match="not a valid host name"):
