@@ -185,3 +185,17 @@ def test_events_never_show_secret_hashes(server: Server) -> None:
         "api_key.rotated",
     }
     assert_redacted(tail(server, "--after", "0", until="api_key.rotated"))
+
+
+def test_distributed_mode_refuses_to_start_without_an_encryption_key(tmp_path: Path) -> None:
+    env = base_env("postgresql://postgres@127.0.0.1:5432/postgres") | {
+        "LIGHTNING_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"
+    }
+    del env["LIGHTNING_ENCRYPTION_KEY"]
+    for command in (["serve"], ["worker", "all"]):
+        done = run_cli(env, tmp_path, *command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "LIGHTNING_ENCRYPTION_KEY" in done.stderr and "Traceback" not in done.stderr
+    generated = run_cli(env, tmp_path, "keys", "generate", check=True).stdout.strip()
+    key_id, _, key = generated.partition(":")
+    assert key_id and len(key) == 44

@@ -52,9 +52,14 @@ def serve(
 
     from ..api import create_app
     from ..api.http import REQUEST_MAX_BYTES
+    from ..bootstrap import keyring_from
 
     settings = Settings()
     bind_host, bind_port = host or settings.host, port or settings.port
+    try:
+        keyring_from(settings)  # refused here with a message, not in the server's startup
+    except LightningError as exc:
+        raise fail(exc.code, exc.message) from None
     if settings.admin_secret is None:
         err.print(
             "[yellow]LIGHTNING_ADMIN_SECRET is not set:[/yellow] only API keys authenticate "
