@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ..integration.webhook_support import receiver  # noqa: F401 (the webhook tests' fixture)
+
 ADMIN = "e2e-admin-secret"
 
 

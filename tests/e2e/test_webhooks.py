@@ -5,11 +5,9 @@ with the Standard Webhooks reference library, the CLI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from ..integration.webhook_support import Receiver, eventually
@@ -31,15 +29,6 @@ ISSUE = """
 mutation($input: IssueApiKeyInput!) {
   issueApiKey(input: $input) { secret apiKey { id role deliverTo } }
 }"""
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def key(server: Server, role: str, **extra: Any) -> tuple[str, dict[str, Any]]:

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import pytest
 
 from lightning.bootstrap import Lightning
 from lightning.bus.rabbitmq import Topology
@@ -182,3 +183,13 @@ def assert_read_models_equal_fold_of_log(app: Lightning) -> None:
 
 def names(prefix: str, count: int) -> Sequence[str]:
     return [f"{prefix}-{i}" for i in range(count)]
+
+
+@pytest.fixture
+def cluster(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """A distributed Lightning for one test, stopped and its topology deleted afterwards."""
+    c = Cluster(postgres_url, amqp_url, tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()

@@ -7,6 +7,9 @@ import pytest
 from lightning.bootstrap import Lightning
 from lightning.config import Settings
 
+from .cluster import cluster  # noqa: F401 (the distributed tests' fixture)
+from .webhook_support import receiver  # noqa: F401 (the webhook tests' fixture)
+
 
 @pytest.fixture
 def lightning(database_url: str) -> Iterator[Lightning]:

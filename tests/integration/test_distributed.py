@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -27,15 +26,6 @@ from .cluster import Cluster, assert_read_models_equal_fold_of_log, wait_caught_
 
 CTX = Context(SYSTEM)
 GROK = {"provider": "grok", "model": "grok-code-fast-1"}
-
-
-@pytest.fixture
-def cluster(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(postgres_url, amqp_url, tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

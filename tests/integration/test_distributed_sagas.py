@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -30,15 +29,6 @@ def ctx() -> Context:
 
 
 GROK = {"provider": "grok", "model": "grok-code-fast-1"}
-
-
-@pytest.fixture
-def cluster(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(postgres_url, amqp_url, tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

@@ -5,10 +5,6 @@ each under its one webhook-id) once a worker runs again."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from lightning.bootstrap import Lightning
 from lightning.services import SYSTEM, Context
@@ -23,15 +19,6 @@ WORKER_ENV = {
     "LIGHTNING_WEBHOOK_TIMEOUT": "2",
     "LIGHTNING_WEBHOOK_POLL": "0.05",
 }
-
-
-@pytest.fixture
-def cluster(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(postgres_url, amqp_url, tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 class FailFirst:

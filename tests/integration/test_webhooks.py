@@ -43,15 +43,6 @@ def ctx() -> Context:
     return Context(SYSTEM)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
 def running(database_url: str, clock: Clock | None = None, **settings: Any) -> Lightning:
     app = open_app(database_url, clock, **(FAST | settings))
     if clock is None:

@@ -17,10 +17,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 
 def spec_signatures(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
@@ -141,6 +143,16 @@ class Receiver:
     def at(self, path: str = "/hook") -> list[Received]:
         with self.lock:
             return [r for r in self.received if r.path == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A receiver on loopback for one test."""
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
 
 
 def dead_endpoint() -> tuple[socket.socket, int, list[socket.socket]]:

@@ -31,6 +31,7 @@ class PageInfo:
 
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 @strawberry.type
@@ -47,7 +48,7 @@ class Connection(Generic[T]):
     page_info: PageInfo
 
 
-def connection(page: Page[Row], node: Callable[[Row], T]) -> Connection[T]:
+def connection(page: Page[S], node: Callable[[S], T]) -> Connection[T]:
     return Connection(
         edges=[Edge(cursor=cursor, node=node(row)) for cursor, row in page.items],
         page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),

@@ -29,7 +29,7 @@ from .context import (
     uuid_arg,
     within_budget,
 )
-from .types import Connection, Edge, PageInfo
+from .types import Connection, connection
 
 
 @strawberry.enum
@@ -227,13 +227,7 @@ class WebhookQuery:
         page = await within_budget(
             info, lambda: run(read), lambda p: sum(row_size(r) for _, r in p.items)
         )
-        return Connection(
-            edges=[
-                Edge(cursor=cursor, node=WebhookSubscription.from_row(row))
-                for cursor, row in page.items
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-        )
+        return connection(page, WebhookSubscription.from_row)
 
     @strawberry.field(permission_classes=[CanRead])
     async def webhook_subscription(
@@ -268,13 +262,7 @@ class WebhookQuery:
             after=after,
         )
         page = await within_budget(info, lambda: run(read), _delivery_size)
-        return Connection(
-            edges=[
-                Edge(cursor=cursor, node=WebhookDelivery.from_view(view))
-                for cursor, view in page.items
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-        )
+        return connection(page, WebhookDelivery.from_view)
 
     @strawberry.field(permission_classes=[CanRead])
     async def webhook_delivery(

@@ -104,7 +104,7 @@ def webhooks_redeliver(delivery: str) -> None:
 @webhooks_app.command("recover")
 def webhooks_recover(
     subscription: str,
-    since: Annotated[int, typer.Option(min=0, help="send again from this position on")],
+    since: Annotated[int, typer.Option(min=0, max=2**62, help="send again from this position on")],
 ) -> None:
     """Send again every event from --since on that the subscription matches now (read from the
     log: also what it missed while disabled)."""
