@@ -5,7 +5,6 @@ real HTTP receiver on loopback that checks every signature by the spec's algorit
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -112,7 +111,6 @@ def test_every_matching_event_arrives_signed_with_the_redacted_envelope(
             "timestamp": r.json["data"]["occurred_at"],
             "data": envelope.public(),
         }
-        assert r.id == "msg_" + UUID(deliveries(app, subscription)[0].row["id"]).hex or r.id
     assert "secret_hash" not in got[-1].json["data"]["data"]
     assert {r.id for r in got} == {
         "msg_" + UUID(v.row["id"]).hex for v in deliveries(app, subscription)
@@ -475,7 +473,6 @@ def test_bad_input_changes_nothing(app: Lightning, receiver: Receiver) -> None:
         app.webhooks.rotate_secret(ctx(), UUID(int=5), grace_period_seconds=-1)
     assert app.store.max_position() == head
     assert app.vault.counts() == {}
-    assert json.loads("[]") == []
 
 
 # ---- what a review found ----------------------------------------------------------------------
