@@ -84,12 +84,12 @@ def run_cli(
     )
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
+def start_server(workdir: Path, env: dict[str, str], *args: str) -> Iterator[Server]:
     port = free_port()
     env = env | {"LIGHTNING_PORT": str(port), "LIGHTNING_HOST": "127.0.0.1"}
     log = (workdir / "serve.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lightning.cli", "serve"],
+        [sys.executable, "-m", "lightning.cli", "serve", *args],
         env=env,
         cwd=workdir,
         stdout=log,

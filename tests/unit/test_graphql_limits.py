@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from graphql import get_introspection_query, parse
 
 from lightning.api import build_schema
-from lightning.api.limits import Budget, Limits, Refused, nesting, prescan, too_many_tokens
+from lightning.api.limits import (
+    Budget,
+    DocumentCache,
+    Limits,
+    Refused,
+    ResourceLimits,
+    nesting,
+    prescan,
+    too_many_tokens,
+)
 
 SCHEMA = build_schema()._schema
 BUDGET = Budget.of(SCHEMA, Limits())
@@ -151,3 +161,30 @@ def test_the_prescan_of_a_hostile_document_takes_a_few_milliseconds() -> None:
     started = time.perf_counter()
     assert prescan(document, Limits())
     assert time.perf_counter() - started < 0.01
+
+
+def test_a_cached_document_is_still_costed_with_each_requests_variables() -> None:
+    schema = build_schema()
+    page = "agents(first: $n) { edges { node { id name status model provider } } }"
+    document = f"query($n: Int!) {{ a: {page} b: {page} c: {page} }}"
+
+    def errors(n: int) -> list[str]:
+        result = asyncio.run(schema.execute(document, {"n": n}, context_value={}))
+        return [e.message for e in result.errors or ()]
+
+    assert not any("cost" in m for m in errors(1))  # passes the limits (then needs a token)
+    assert ResourceLimits.documents.get(document) is not None  # parsed once, kept
+    assert any("would cost" in m for m in errors(500))  # the same document, refused
+    assert not any("cost" in m for m in errors(2))
+
+
+def test_the_document_cache_is_bounded_by_entries_and_text() -> None:
+    cache = DocumentCache(entries=3, chars=40)
+    for i in range(5):
+        cache.put(f"{{ a{i} }}", parse(f"{{ a{i} }}"))
+    assert len(cache) == 3 and cache.get("{ a0 }") is None and cache.get("{ a4 }") is not None
+    cache.put("{ " + "b " * 30 + "}", parse("{ " + "b " * 30 + "}"))  # 63 characters
+    assert len(cache) == 0  # more text than it may hold: the oldest go first, then itself
+    long = "{ " + "c " * 5_000 + "}"
+    cache.put(long, parse(long))
+    assert cache.get(long) is None  # longer than OFF_LOOP_CHARS: never kept

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,48 +18,49 @@ from litestar.openapi import OpenAPIConfig
 from ..bootstrap import Lightning
 from ..config import Settings
 from ..domain.workflows.document import json_schema
-from ..services import Principal
+from .apq import PersistedQueries
+from .credentials import Credentials
 from .feed import EventFeed
 from .http import REQUEST_MAX_BYTES, graphql_controller, http_error, request_id, unexpected
 from .limits import Limits
 from .metrics import metrics_response
-from .sockets import Sockets
+from .sockets import Leases, Sockets
 from .websocket import bearer
 
 log = logging.getLogger(__name__)
 
 
-async def authenticate(app: Lightning, token: str | None) -> Principal | None:
-    if token is None:
-        return None
-    return await anyio.to_thread.run_sync(app.api_keys.authenticate, token)
-
-
 def _wants_ide(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    params = connection.query_params
     return connection.scope["type"] == ScopeType.HTTP and (
-        connection.scope.get("method") == "GET" and "query" not in connection.query_params
+        connection.scope.get("method") == "GET"
+        and "query" not in params
+        and "extensions" not in params  # a persisted query by GET
     )
 
 
 async def graphql_context(request: ASGIConnection[Any, Any, Any, Any]) -> dict[str, object]:
     """Resolve the principal once per HTTP request (no or bad token: HTTP 401). A websocket is
     authenticated at connection_init and again for every operation (``websocket.TransportWS``)."""
-    app: Lightning = request.app.state.lightning
+    state = request.app.state
+    credentials: Credentials = state.credentials
     context: dict[str, object] = {
-        "lightning": app,
-        "feed": request.app.state.feed,
-        "request_id": request_id(request),
+        "lightning": state.lightning,
+        "feed": state.feed,
+        "credentials": credentials,
     }
+    if "x-request-id" in request.headers:  # else one is made only if an error needs it
+        context["request_id"] = request_id(request)
     if request.scope["type"] == ScopeType.WEBSOCKET:
         context["websocket"] = request
-        context["sockets"] = request.app.state.sockets
-        context["authenticate"] = functools.partial(authenticate, app)
+        context["sockets"] = state.sockets
+        context["authenticate"] = credentials.authenticate
         return context
     if _wants_ide(request):
         return context  # GraphiQL's page itself is public; its requests carry the token
     if "idempotency-key" in request.headers:
         context["idempotency_key"] = request.headers["idempotency-key"]
-    principal = await authenticate(app, bearer(request.headers.get("authorization")))
+    principal = await credentials.authenticate(bearer(request.headers.get("authorization")))
     if principal is None:
         raise NotAuthorizedException(
             "a valid bearer token is required (API key secret or LIGHTNING_ADMIN_SECRET)",
@@ -131,21 +131,29 @@ def create_app(settings: Settings | None = None, lightning: Lightning | None = N
         if owned and app.bus is not None:
             await anyio.to_thread.run_sync(app.start_embedded_workers)
         feed = EventFeed(app.store, queue_limit=app.settings.subscription_queue)
+        credentials = Credentials(app.api_keys)
         sockets = Sockets(
-            functools.partial(authenticate, app),
+            credentials.authenticate,
             per_credential=app.settings.websockets_per_credential,
+            leases=Leases(app.store.backend),
         )
+        feed.observe(credentials.observe)  # first: a socket then checks against the store
         feed.observe(sockets.observe)
         await feed.start()
+        await sockets.start()
         unsubscribe = app.bus.subscribe(feed.wake_threadsafe) if app.bus is not None else None
         litestar.state.lightning = app
         litestar.state.feed = feed
         litestar.state.sockets = sockets
+        litestar.state.credentials = credentials
+        litestar.state.persisted_queries = queries = PersistedQueries(app.store.backend)
         try:
             yield
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+            await sockets.stop()
+            await queries.close()
             await feed.stop()
             if owned:
                 await anyio.to_thread.run_sync(app.close)

@@ -43,6 +43,14 @@ def principal_of(info: Info) -> Principal:
     return principal
 
 
+def key_changed(info: Info, key_id: UUID) -> None:
+    """A command of this request changed an API key: this process forgets what it knew of it
+    at once (others within a second: ``credentials``)."""
+    credentials = info.context.get("credentials")
+    if credentials is not None:
+        credentials.forget(key_id)
+
+
 _COMMAND_IDS = UUID("6f1d2c3b-4a59-4e8d-b7c6-0a1b2c3d4e5f")
 
 

@@ -52,7 +52,10 @@ class ErrorCodes(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         context = self.execution_context.context
         request_id = context.get("request_id") if isinstance(context, dict) else None
-        request_id = request_id or uuid.uuid4().hex
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+            if isinstance(context, dict):
+                context["request_id"] = request_id  # one id for the request's errors
         code, message, details = _code_and_message(error, request_id)
         extensions: dict[str, object] = {"code": code}
         if details:

@@ -16,10 +16,13 @@ from cross_web import HTTPException as GraphQLHTTPException
 from litestar import MediaType, Request, Response
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException
+from strawberry.http import GraphQLRequestData
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.litestar import make_graphql_controller
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
+from .apq import PersistedQueries, PersistedQueryError, requested_hash
 from .context import RESPONSE_MAX_BYTES
 from .limits import Limits, nesting
 from .schema import build_schema
@@ -109,6 +112,34 @@ class GraphQLEdge(AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any]):
         else:
             data = error_body(message, "BAD_USER_INPUT")
         return json.dumps(data).encode()
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a persisted query by GET (it has ``extensions`` and no ``query``)."""
+        return "extensions" not in request.query_params and bool(
+            super().should_render_graphql_ide(request)
+        )
+
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Automatic persisted queries (``apq``): the document a hash names, else an error in
+        GraphQL's shape (HTTP 200, as Apollo's clients expect)."""
+        try:
+            sha = requested_hash(request_data.extensions)
+            if sha is not None:
+                queries: PersistedQueries = request.app.state.persisted_queries
+                request_data.query = await queries.document(sha, request_data.query)
+        except PersistedQueryError as exc:
+            return ExecutionResult(data=None, errors=[exc.error])
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     async def execute_request(
         self, request: Request[Any, Any, Any], context: Any, root_value: Any

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -377,6 +378,63 @@ def nesting(value: object, limit: int) -> bool:
     return any(isinstance(c, dict | list) for c in level)
 
 
+@dataclass
+class _Cached:
+    document: DocumentNode
+    valid_for: tuple[int, tuple[Any, ...]] | None = None  # (schema, rules) it passed
+
+
+class DocumentCache:
+    """Parsed documents by their text, most recently used kept, and whether each passed the
+    standard validation (against which schema and rules): a document a client sends again is
+    neither parsed nor validated again. The cost limit is not cached: it is measured for every
+    request, with that request's variables. Bounded by entries and by the text held (an AST
+    takes about 270 bytes per character of a dense document), and only documents up to
+    ``OFF_LOOP_CHARS`` are kept, so unique hostile documents cost memory only while they
+    displace each other. Used on the event loop only."""
+
+    def __init__(self, *, entries: int = 1_000, chars: int = 512 * 1024) -> None:
+        self.entries, self.chars = entries, chars
+        self._held: OrderedDict[str, _Cached] = OrderedDict()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def get(self, text: str) -> DocumentNode | None:
+        cached = self._held.get(text)
+        if cached is None:
+            return None
+        self._held.move_to_end(text)
+        return cached.document
+
+    def put(self, text: str, document: DocumentNode) -> None:
+        if len(text) > OFF_LOOP_CHARS or text in self._held:
+            return
+        self._held[text] = _Cached(document)
+        self._size += len(text)
+        while len(self._held) > self.entries or self._size > self.chars:
+            old, _ = self._held.popitem(last=False)
+            self._size -= len(old)
+
+    def valid(
+        self, text: object, document: DocumentNode, schema: GraphQLSchema, rules: tuple[Any, ...]
+    ) -> bool:
+        cached = self._held.get(text) if isinstance(text, str) else None
+        return (
+            cached is not None
+            and cached.document is document
+            and cached.valid_for == (id(schema), rules)
+        )
+
+    def passed(
+        self, text: object, document: DocumentNode, schema: GraphQLSchema, rules: tuple[Any, ...]
+    ) -> None:
+        cached = self._held.get(text) if isinstance(text, str) else None
+        if cached is not None and cached.document is document:
+            cached.valid_for = (id(schema), rules)
+
+
 class ResourceLimits(SchemaExtension):
     """Refuses a document over a limit of DESIGN §6 before the standard validation runs (the
     error carries ``BAD_USER_INPUT``), and parses and validates a long document in a worker
@@ -384,6 +442,7 @@ class ResourceLimits(SchemaExtension):
     computed once. (The token limit is strawberry's ``MaxTokensLimiter``, installed beside.)"""
 
     budgets: dict[tuple[int, Limits], Budget] = {}  # noqa: RUF012 (per schema and limits)
+    documents = DocumentCache()  # shared by every request of every schema in this process
 
     def __init__(self, *, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -399,27 +458,32 @@ class ResourceLimits(SchemaExtension):
     async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
         query = context.query
-        if isinstance(query, str) and len(query) > DOCUMENT_MAX_CHARS:
+        if context.graphql_document is not None or not isinstance(query, str):
+            yield
+            return
+        cached = self.documents.get(query)
+        if cached is not None:
+            context.graphql_document = cached
+        elif len(query) > DOCUMENT_MAX_CHARS:
             context.graphql_document = _PLACEHOLDER
             context.pre_execution_errors = [
                 refusal("the document is longer than 128 KiB; pass long values as variables")
             ]
-        elif isinstance(query, str) and (problem := prescan(query, self.limits)):
+        elif problem := prescan(query, self.limits):
             context.graphql_document = _PLACEHOLDER
             context.pre_execution_errors = [refusal(problem)]
-        elif (
-            context.graphql_document is None
-            and isinstance(query, str)
-            and len(query) > OFF_LOOP_CHARS
-        ):
-            options = dict(context.parse_options)
+        else:
+            parsing = functools.partial(parse, query, **context.parse_options)
             try:
-                context.graphql_document = await run(parse, query, **options)
+                document = await run(parsing) if len(query) > OFF_LOOP_CHARS else parsing()
             except GraphQLError as error:
                 # Reported as the parse error it is: the placeholder only stands in for the
                 # document so that strawberry does not parse the whole text again.
                 context.graphql_document = _PLACEHOLDER
                 context.pre_execution_errors = [error]
+            else:
+                context.graphql_document = document
+                self.documents.put(query, document)
         yield
 
     async def on_validate(self) -> AsyncIterator[None]:
@@ -432,6 +496,7 @@ class ResourceLimits(SchemaExtension):
             if budget is None or budget.schema is not schema:
                 budget = self.budgets[key] = Budget.of(schema, self.limits)
             try:
+                # Per request, with its own variables, also for a cached document.
                 over_http = (
                     not isinstance(context.context, dict) or "websocket" not in context.context
                 )
@@ -447,11 +512,18 @@ class ResourceLimits(SchemaExtension):
             except Refused as exc:
                 context.pre_execution_errors = [refusal(str(exc))]
             else:
-                if isinstance(context.query, str) and len(context.query) > OFF_LOOP_CHARS:
-                    validate = functools.partial(
-                        validate_document, schema, document, tuple(context.validation_rules)
-                    )
-                    context.pre_execution_errors = await run(validate)
+                rules = tuple(context.validation_rules)
+                if self.documents.valid(context.query, document, schema, rules):
+                    context.pre_execution_errors = []  # validated before, and it passed
+                else:
+                    validate = functools.partial(validate_document, schema, document, rules)
+                    if isinstance(context.query, str) and len(context.query) > OFF_LOOP_CHARS:
+                        errors = await run(validate)
+                    else:
+                        errors = validate()
+                    context.pre_execution_errors = errors
+                    if not errors:
+                        self.documents.passed(context.query, document, schema, rules)
         yield
 
 

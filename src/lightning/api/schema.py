@@ -33,6 +33,7 @@ from .context import (
     consistent,
     ctx_of,
     envelope_size,
+    key_changed,
     row_size,
     run,
     uuid_arg,
@@ -307,6 +308,7 @@ class Mutation:
             grace_period_seconds=grace_period_seconds,
             compromised=compromised,
         )
+        key_changed(info, result.key.id)
         return RotateApiKeyPayload(
             secret=result.secret, position=result.position, api_key=ApiKey.from_state(result.key)
         )
@@ -317,6 +319,7 @@ class Mutation:
     ) -> RevokeApiKeyPayload:
         ctx = ctx_of(info, command_id)
         result = await run(app_of(info).api_keys.revoke, ctx, uuid_arg(id), reason=reason)
+        key_changed(info, result.key.id)
         return RevokeApiKeyPayload(position=result.position, api_key=ApiKey.from_state(result.key))
 
 

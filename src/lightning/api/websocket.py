@@ -95,7 +95,7 @@ class TransportWS(BaseGraphQLTransportWSHandler[dict[str, Any], Any]):
             await self.websocket.close(code=CLOSE_CREDENTIAL_ENDED, reason="Forbidden")
             return
         try:
-            socket = self.sockets.open(token, principal, self.websocket.close)
+            socket = await self.sockets.open(token, principal, self.websocket.close)
         except TooManySockets as exc:
             await self.websocket.close(code=CLOSE_TOO_MANY_SOCKETS, reason=str(exc))
             return

@@ -47,6 +47,23 @@ def new_secret(key_id: UUID) -> str:
     return f"{TOKEN_PREFIX}{key_id.hex}_{secrets.token_urlsafe(32)}"
 
 
+def key_id_of(token: str) -> UUID | None:
+    """The key a token names (it carries its key's id), or None when it is no key secret."""
+    match = _TOKEN.match(token)
+    return None if match is None else UUID(hex=match.group(1))
+
+
+def principal_of(
+    key_id: UUID, state: api_keys.ApiKey | None, secret_hash: str, now: datetime
+) -> Principal | None:
+    """Who a secret with this hash is at ``now``, for a key in ``state``; None if nobody."""
+    until = None if state is None else state.accepted_until(secret_hash, now)
+    if state is None or until is False:
+        return None
+    valid_until = until if isinstance(until, datetime) else None
+    return Principal(actor=f"key:{key_id}", role=state.role, key_id=key_id, valid_until=valid_until)
+
+
 @dataclass(frozen=True)
 class KeyResult:
     position: int
@@ -232,23 +249,23 @@ class ApiKeyService:
 
     def authenticate(self, token: str, now: datetime | None = None) -> Principal | None:
         """The principal a bearer token stands for, or None. Checked against the event store
-        (the source of truth), so a revocation takes effect on the next request."""
-        if self._admin_secret and hmac.compare_digest(token.encode(), self._admin_secret.encode()):
+        (the source of truth), so a revocation takes effect on the next request. (The API
+        caches ``key_state`` for under a second: ``lightning.api.credentials``.)"""
+        if self.is_admin_secret(token):
             return Principal(actor=ADMIN_SECRET_ACTOR, role="admin")
-        match = _TOKEN.match(token)
-        if match is None:
+        key_id = key_id_of(token)
+        if key_id is None:
             return None
-        key_id = UUID(hex=match.group(1))
-        state = self._load(key_id).state
-        until = (
-            None if state is None else state.accepted_until(hash_secret(token), now or utc_now())
+        return principal_of(key_id, self.key_state(key_id), hash_secret(token), now or utc_now())
+
+    def is_admin_secret(self, token: str) -> bool:
+        return bool(self._admin_secret) and hmac.compare_digest(
+            token.encode(), (self._admin_secret or "").encode()
         )
-        if state is None or until is False:
-            return None
-        valid_until = until if isinstance(until, datetime) else None
-        return Principal(
-            actor=f"key:{key_id}", role=state.role, key_id=key_id, valid_until=valid_until
-        )
+
+    def key_state(self, key_id: UUID) -> api_keys.ApiKey | None:
+        """The key as its events leave it (None: no such key)."""
+        return self._load(key_id).state
 
     def _load(self, key_id: UUID) -> Loaded[api_keys.ApiKey | None]:
         return load(self.store, key_id, _fold(key_id), None)

@@ -46,6 +46,13 @@ class Tx:
         PostgreSQL; nothing on SQLite, whose write transactions hold the database's lock."""
         return " FOR UPDATE" if self._postgres else ""
 
+    def serialise(self, key: str) -> None:
+        """Hold ``key`` until the transaction ends, so transactions naming the same key run one
+        after another (PostgreSQL's ``pg_advisory_xact_lock``; on SQLite a write transaction
+        holds the database's lock already)."""
+        if self._postgres:
+            self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
+
     def commit_asynchronously(self) -> None:
         """Let this transaction's commit return before it is on disk (PostgreSQL's
         ``synchronous_commit = off``; SQLite is unchanged): for writes whose loss in a database
