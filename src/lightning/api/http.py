@@ -10,15 +10,19 @@ import logging
 import re
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from cross_web import HTTPException as GraphQLHTTPException
 from litestar import MediaType, Request, Response
+from litestar.background_tasks import BackgroundTasks
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.types import Dependencies
 from strawberry.http import GraphQLRequestData
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.litestar import make_graphql_controller
+from strawberry.litestar.controller import _context_getter_http, _context_getter_ws
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
@@ -159,6 +163,14 @@ class GraphQLEdge(AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any]):
         return response
 
 
+async def _root_value(custom_context: Any) -> None:
+    return None
+
+
+def _response(root_value: Any) -> Response[Any]:
+    return Response({}, background=BackgroundTasks([]))
+
+
 def graphql_controller(limits: Limits, context_getter: Any) -> type:
     base = make_graphql_controller(
         build_schema(limits),
@@ -173,6 +185,15 @@ def graphql_controller(limits: Limits, context_getter: Any) -> type:
 
     class GraphQLController(GraphQLEdge, base):  # type: ignore[misc,valid-type]
         graphql_transport_ws_handler_class = TransportWS
+        # strawberry's own make the response in a worker thread and resolve three at once in
+        # a task group, per request: chained, each is one await on the loop.
+        dependencies: ClassVar[Dependencies] = {
+            "custom_context": Provide(context_getter),
+            "root_value": Provide(_root_value),
+            "response": Provide(_response, sync_to_thread=False),
+            "context": Provide(_context_getter_http),
+            "context_ws": Provide(_context_getter_ws),
+        }
 
     GraphQLController.limits = limits
     return GraphQLController
