@@ -30,9 +30,12 @@ Then a fixed-rate lag measurement: Lightning paced at ``--rate`` commands/s (def
 1,000 events/s) for ``--rate-seconds`` by an open-loop producer (commands are started on a fixed
 schedule by a pool of threads); the lag target refers to that figure.
 
-Every measurement is repeated ``--runs`` times and the table shows medians. Each system gets its
-own fresh database ``lightning_bench_<random>``, dropped at the end even on failure; the worker
-processes are stopped with SIGTERM and the run's RabbitMQ queues and exchanges are deleted.
+The raw and stock systems, the load generator and the databases are shared with the bench suite
+(``append.py``, ``common.py``; the append scenario measures the same commands/s in-process, and
+``run.py`` runs the suite). Every measurement is repeated ``--runs`` times and the table shows
+medians. Each system gets its own fresh database ``lightning_bench_<random>``, dropped at the end
+even on failure; the worker processes are stopped with SIGTERM and the run's RabbitMQ queues and
+exchanges are deleted.
 
 Run (from the repository root)::
 
@@ -53,34 +56,36 @@ import math
 import os
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, LiteralString, TextIO
-from urllib.parse import unquote, urlsplit
+from typing import TextIO
 
 import aio_pika
 import psycopg
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
-from psycopg import sql
-from psycopg.types.json import Jsonb
+from append import raw_system, stock_system
+from common import (
+    Databases,
+    Op,
+    Run,
+    closed_loop,
+    log,
+    median,
+    migrate,
+    percentile,
+    scalar,
+)
 
 from lightning.bootstrap import Lightning
 from lightning.bus.rabbitmq import Topology
 from lightning.config import Settings
 from lightning.services import SYSTEM, Context
-from lightning.store.backends import open_backend
-from lightning.store.migrations import Migrator
 
 ENCRYPTION_KEY = os.environ.get("LIGHTNING_ENCRYPTION_KEY") or (
     "bench:" + base64.b64encode(os.urandom(32)).decode()
@@ -95,47 +100,7 @@ TARGET_FACTOR = 4.0
 TARGET_LAG_P99_MS = 50.0
 TARGET_EVENTS_PER_S = 1000.0
 
-# One command: takes a unique index, returns the position it was stored at (None if none).
-Op = Callable[[int], int | None]
-Client = Callable[[], AbstractContextManager[Op]]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # ---- results ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One measured batch of commands: wall time and (return time, position) per command."""
-
-    commands: int
-    seconds: float
-    returns: list[tuple[float, int | None]]
-    lags_ms: list[float] = field(default_factory=list)
-    drain_ms: float = math.nan  # last command returned -> read model caught up with it
-    applied_per_s: float = math.nan  # read model's events/s from the run's first to last event
-
-    @property
-    def rate(self) -> float:
-        return self.commands / self.seconds if self.seconds > 0 else math.nan
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def median(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return statistics.median(finite) if finite else math.nan
 
 
 @dataclass
@@ -152,44 +117,6 @@ class Results:
 
 
 # ---- load generators ----------------------------------------------------------------------------
-
-
-def closed_loop(concurrency: int, commands: int, first: int, client: Client) -> Run:
-    """``concurrency`` threads issue commands ``first .. first+commands-1`` back to back."""
-    barrier = threading.Barrier(concurrency + 1)
-    returns: list[list[tuple[float, int | None]]] = [[] for _ in range(concurrency)]
-    errors: list[BaseException] = []
-
-    def work(k: int) -> None:
-        try:
-            with client() as op:
-                barrier.wait()
-                mine = returns[k]
-                for i in range(first + k, first + commands, concurrency):
-                    position = op(i)
-                    mine.append((time.perf_counter(), position))
-        except threading.BrokenBarrierError:
-            pass
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [
-        threading.Thread(target=work, args=(k,), name=f"client-{k}", daemon=True)
-        for k in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    end = time.perf_counter()
-    if errors:
-        raise errors[0]
-    flat = [r for rs in returns for r in rs]
-    return Run(commands=len(flat), seconds=end - start, returns=flat)
 
 
 def paced(op: Op, rate: float, seconds: float, threads: int, first: int) -> Run:
@@ -299,109 +226,19 @@ class PositionSampler:
         ]
 
 
-# ---- databases ----------------------------------------------------------------------------------
-
-
-def database_url(admin_url: str, dbname: str) -> str:
-    return urlsplit(admin_url)._replace(path="/" + dbname).geturl()
-
-
-class Databases:
-    """Creates fresh ``lightning_bench_<random>`` databases and drops every one of them."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.created: list[str] = []
-
-    def create(self) -> str:
-        name = f"lightning_bench_{secrets.token_hex(6)}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.created.append(name)
-        return database_url(self.admin_url, name)
-
-    def drop_all(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            while self.created:
-                name = self.created.pop()
-                try:
-                    conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(name)
-                        )
-                    )
-                except psycopg.Error as exc:
-                    log(f"could not drop database {name}: {exc}")
-
-
-def scalar(url: str, query: LiteralString) -> Any:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(query).fetchone()
-    return row[0] if row else None
-
-
-# ---- payloads -----------------------------------------------------------------------------------
-
-
-def agent_fields(i: int) -> dict[str, Any]:
-    return {
-        "name": f"bench-{i}",
-        "description": "",
-        "provider": "grok",
-        "model": "grok-code-fast-1",
-        "temperature": 0.7,
-        "max_tokens": 4096,
-        "system_prompt": "",
-        "tools": [],
-    }
-
-
-def envelope_like(i: int) -> dict[str, Any]:
-    """A jsonb body shaped (and sized, ~400 bytes) like one of Lightning's event envelopes."""
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "agent.registered",
-        "aggregate_id": str(uuid.uuid4()),
-        "version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "actor": "system",
-        "data": agent_fields(i),
-    }
-
-
 # ---- system 1: raw psycopg ----------------------------------------------------------------------
-
-
-def raw_client(url: str) -> Client:
-    insert = "INSERT INTO bench_raw (body) VALUES (%s)"
-
-    @contextlib.contextmanager
-    def client() -> Iterator[Op]:
-        with psycopg.connect(url, autocommit=False) as conn:
-            cur = conn.cursor()
-
-            def op(i: int) -> int | None:
-                cur.execute(insert, (Jsonb(envelope_like(i)),))
-                conn.commit()
-                return None
-
-            yield op
-
-    return client
 
 
 def bench_raw(args: argparse.Namespace, databases: Databases, results: Results) -> None:
     url = databases.create()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
-    client = raw_client(url)
-    index = closed_loop(4, 200, 0, client).commands  # warm-up
-    for run in range(args.runs):
-        for c in args.concurrency:
-            measured = closed_loop(c, args.commands, index, client)
-            index += measured.commands
-            results.raw.setdefault(c, []).append(measured)
-            log(f"raw psycopg      c={c:<3} run {run + 1}: {measured.rate:8.0f} cmd/s")
+    with raw_system(url) as (client, _):
+        index = closed_loop(4, 200, 0, client).commands  # warm-up
+        for run in range(args.runs):
+            for c in args.concurrency:
+                measured = closed_loop(c, args.commands, index, client)
+                index += measured.commands
+                results.raw.setdefault(c, []).append(measured)
+                log(f"raw psycopg      c={c:<3} run {run + 1}: {measured.rate:8.0f} cmd/s")
     size = scalar(url, "SELECT avg(pg_column_size(body))::int FROM bench_raw")
     results.notes.append(f"raw psycopg row body: ~{size} bytes jsonb")
 
@@ -409,58 +246,9 @@ def bench_raw(args: argparse.Namespace, databases: Databases, results: Results) 
 # ---- system 2: stock eventsourcing --------------------------------------------------------------
 
 
-class BenchAgent(Aggregate):
-    def __init__(
-        self,
-        name: str,
-        description: str,
-        provider: str,
-        model: str,
-        temperature: float,
-        max_tokens: int,
-        system_prompt: str,
-        tools: list[str],
-    ) -> None:
-        self.name = name
-        self.description = description
-        self.provider = provider
-        self.model = model
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.system_prompt = system_prompt
-        self.tools = tools
-
-
-class BenchApp(Application[uuid.UUID]):
-    name = "BenchApp"
-
-
-def eventsourcing_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": parts.path.lstrip("/"),
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "CREATE_TABLE": "y",
-    }
-
-
 def bench_stock(args: argparse.Namespace, databases: Databases, results: Results) -> None:
     url = databases.create()
-    app = BenchApp(env=eventsourcing_env(url))
-    try:
-
-        def op(i: int) -> int | None:
-            recordings = app.save(BenchAgent(**agent_fields(i)))
-            return recordings[-1].notification.id
-
-        @contextlib.contextmanager
-        def client() -> Iterator[Op]:
-            yield op
-
+    with stock_system(url) as (client, _):
         index = closed_loop(4, 200, 0, client).commands  # warm-up
         for run in range(args.runs):
             for c in args.concurrency:
@@ -468,8 +256,6 @@ def bench_stock(args: argparse.Namespace, databases: Databases, results: Results
                 index += measured.commands
                 results.stock.setdefault(c, []).append(measured)
                 log(f"eventsourcing    c={c:<3} run {run + 1}: {measured.rate:8.0f} cmd/s")
-    finally:
-        app.close()
     size = scalar(url, "SELECT avg(length(state))::int FROM benchapp_events")
     results.notes.append(f"stock eventsourcing event: ~{size} bytes state, 1 event per command")
 
@@ -559,14 +345,6 @@ class Cluster:
             await Topology.from_settings(self.settings()).delete(
                 connection, ("projections", "sagas", "webhooks")
             )
-
-
-def migrate(url: str) -> None:
-    backend = open_backend(url)
-    try:
-        Migrator(backend).migrate()
-    finally:
-        backend.close()
 
 
 @dataclass

@@ -11,6 +11,9 @@
    ``webhook.disabled``. The receiver is this script with --receiver, in its own process.
 Each run has a fresh database (SQLite in a temporary directory, or PostgreSQL
 ``lightning_bench_<random>``, migrated, dropped even on failure) and the in-process bus.
+Besides the report it writes docs/bench/webhooks.json and webhooks.png (``--out``) for the
+README's table (``scripts/bench/run.py``): deliveries/s against the sequential loop, the idle
+p99 (target <= 50 ms) and the dead endpoint's cost to the healthy one's p99 (target <= +50 ms).
 
     .venv/bin/python scripts/bench/webhooks.py [--backend sqlite|postgres] [--runs 3] [--json F]
 """
@@ -22,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -36,12 +38,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
 import psycopg
+from common import RESULTS, Row, machine, write
 from psycopg import sql
 
 from lightning.bootstrap import Lightning
@@ -54,6 +58,7 @@ from lightning.store.secrets import Keyring
 from lightning.webhooks import signing
 
 TARGET_DELTA_MS = 50.0
+TARGET_IDLE_P99_MS = 50.0
 CTX = Context(SYSTEM)
 TYPES = ["agent.registered"]
 Result = dict[str, Any]
@@ -379,7 +384,8 @@ def report(args: argparse.Namespace, machine: dict[str, str], got: Result) -> li
     lines = [
         f"webhooks benchmark on {machine['database']}, medians of {args.runs} run(s);"
         f" {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}, httpx"
-        f" {machine['httpx']}; commit {machine['commit']}; load average at start {machine['load']}",
+        f" {machine['httpx']}; commit {machine['commit']}; load average at start"
+        f" {machine['load_at_start']}",
         f"1. throughput, {args.events} deliveries to one loopback receiver (own process),"
         f" webhook_concurrency {args.concurrency}",
         f"   {'sender':<40} {'per s':>7} {'/ ' + str(args.concurrency) + ' posters':>12}"
@@ -419,6 +425,44 @@ def report(args: argparse.Namespace, machine: dict[str, str], got: Result) -> li
     ]
 
 
+def rows_of(args: argparse.Namespace, got: Result) -> list[Row]:
+    """The figures of the README's table: ours against the baseline, or against a target."""
+    runs, t, idle, iso = got["runs"], got["throughput"], got["idle"], got["isolation"]
+    delta = iso["p99_ms"] - idle["p99_ms"]
+    return [
+        Row(
+            name=f"deliveries, draining {args.events} to one subscription",
+            unit="deliveries/s",
+            ours=t["lightning_per_s"],
+            baseline=t["baseline_sequential_per_s"],
+            baseline_name="httpx.AsyncClient, sequential loop (same bodies, same receiver)",
+            runs=[r["lightning_per_s"] for r in runs["throughput"]],
+            baseline_runs=[r["baseline_sequential_per_s"] for r in runs["throughput"]],
+        ),
+        Row(
+            name="append -> webhook latency p99, idle",
+            unit="ms",
+            ours=idle["p99_ms"],
+            higher_is_better=False,
+            target=f"<= {TARGET_IDLE_P99_MS:.0f} ms",
+            met=idle["p99_ms"] <= TARGET_IDLE_P99_MS,
+            runs=[r["p99_ms"] for r in runs["idle"]],
+        ),
+        Row(
+            name="p99 beside a dead endpoint - p99 alone",
+            unit="ms",
+            ours=delta,
+            higher_is_better=False,
+            target=f"<= +{TARGET_DELTA_MS:.0f} ms",
+            met=delta <= TARGET_DELTA_MS,
+            runs=[
+                d["p99_ms"] - i["p99_ms"]
+                for d, i in zip(runs["isolation"], runs["idle"], strict=True)
+            ],
+        ),
+    ]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Lightning's webhook dispatcher: throughput vs a plain httpx loop, latency"
@@ -437,6 +481,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--dead-backlog", type=int, default=0, help="events for the dead endpoint beforehand")
     add("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL")
     add("--json", help="write the results to this file")
+    add("--out", type=Path, default=RESULTS, help="where webhooks.json and webhooks.png go")
     add("--py-spy", help="py-spy record the first drain of 1 into this file (.svg, else raw)")
     add("--receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -457,17 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.backend == "postgres":
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             database = f"PostgreSQL {conn.info.parameter_status('server_version')}"
-    machine = {
-        "cpus": str(os.cpu_count()),
-        "platform": platform.platform(terse=True),
-        "python": platform.python_version(),
-        "httpx": httpx.__version__,
-        "database": database,
-        "load": "/".join(f"{x:.2f}" for x in os.getloadavg()),
-        "commit": subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
-    }
+    described = machine(database=database, httpx=httpx.__version__)
     scenarios: dict[str, Scenario] = {
         "throughput": throughput_run,
         "idle": partial(latency_run, dead=False),
@@ -486,12 +521,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, results in runs.items():
         numbers = [k for k, v in results[0].items() if isinstance(v, int | float)]
         got[name] = {k: statistics.median(float(r[k]) for r in results) for k in numbers}
-    print("\n".join(report(args, machine, got)))
+    print("\n".join(report(args, described, got)))
     print(f"total runtime: {time.perf_counter() - started:.0f} s")
+    options = {k: v for k, v in vars(args).items() if k not in ("key", "receiver")}
     if args.json:
-        options = {k: v for k, v in vars(args).items() if k not in ("key", "receiver")}
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "options": options, **got}, f, indent=2)
+            json.dump({"machine": described, "options": options, **got}, f, indent=2, default=str)
+    write("webhooks", rows_of(args, got), described, args.runs, options, got, args.out)
     return 0
 
 
