@@ -61,17 +61,23 @@ def client(lightning: Lightning) -> Iterator[tuple[TestClient[Any], str]]:
         yield test_client, secret
 
 
+def answer(client: tuple[TestClient[Any], str], query: str, **variables: object) -> Any:
+    http, secret = client
+    body = http.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert body.status_code == 200 and "errors" not in body.json(), body.text
+    return body.json()["data"]
+
+
 @POSTGRES
 def test_a_page_costs_the_same_statements_whatever_its_size(
     client: tuple[TestClient[Any], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    http, secret = client
-    headers = {"Authorization": f"Bearer {secret}"}
-
     def page(n: int) -> None:
-        body = http.post("/graphql", json={"query": PAGE, "variables": {"n": n}}, headers=headers)
-        assert body.status_code == 200 and "errors" not in body.json(), body.text
-        assert len(body.json()["data"]["agents"]["edges"]) == n
+        assert len(answer(client, PAGE, n=n)["agents"]["edges"]) == n
 
     page(1)  # the key is read once, then cached
     statements = Statements(monkeypatch)
@@ -83,15 +89,8 @@ def test_a_page_costs_the_same_statements_whatever_its_size(
 def test_a_command_sends_a_fixed_few_statements(
     client: tuple[TestClient[Any], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    http, secret = client
-    headers = {"Authorization": f"Bearer {secret}"}
-
     def register(name: str) -> None:
-        variables = {"name": name}
-        body = http.post(
-            "/graphql", json={"query": REGISTER, "variables": variables}, headers=headers
-        )
-        assert "errors" not in body.json(), body.text
+        answer(client, REGISTER, name=name)
 
     register("warm-up")
     statements = Statements(monkeypatch)
