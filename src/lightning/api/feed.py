@@ -1,12 +1,16 @@
 """Live event feed for GraphQL subscriptions.
 
-One task per server follows the event store (woken by the in-process bus after each commit, or
-by polling in distributed mode) and hands each envelope to the subscriptions that want it: the
-filter runs here, so an event wakes only its subscribers. Each has a bounded queue; one that
-falls ``queue_limit`` events behind (a client that stopped reading) is dropped and told so
-(``on_overflow``), and its queue goes with it. A subscription may start from an earlier
-position: it replays from the store first, then continues live without a gap or a duplicate
-(it skips positions it has already yielded).
+One task per server follows the event store and hands each envelope to the subscriptions that
+want it: the filter runs here, so an event wakes only its subscribers. It is woken as soon as
+events are committed — by the store's own notifications where it has them (PostgreSQL's
+LISTEN/NOTIFY: every process that commits announces it, so this works in distributed mode,
+where the server has no bus) and by the in-process bus in embedded mode — and polls only as a
+fallback: every ``fallback_interval`` seconds while the store's notifications are being
+received, every ``poll_interval`` seconds while they are not (SQLite, or the LISTEN connection
+is down). Each subscription has a bounded queue; one that falls ``queue_limit`` events behind
+(a client that stopped reading) is dropped and told so (``on_overflow``), and its queue goes
+with it. A subscription may start from an earlier position: it replays from the store first,
+then continues live without a gap or a duplicate (it skips positions it has already yielded).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ import anyio.to_thread
 
 from ..domain.errors import LightningError
 from ..domain.event_types import TypeFilter, matches
+from ..store.commits import CommitWatcher
 from ..store.envelope import Envelope, Undecodable
 from ..store.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 1_000
+POLL_INTERVAL = 0.25  # seconds between looks at the store when nothing announces commits
+FALLBACK_INTERVAL = 5.0  # … and while the store's notifications are being received
 
 
 class SubscriberTooSlow(LightningError):
@@ -49,10 +56,18 @@ class _Subscriber:
 
 class EventFeed:
     def __init__(
-        self, store: EventStore, *, poll_interval: float = 0.25, queue_limit: int = QUEUE_LIMIT
+        self,
+        store: EventStore,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        fallback_interval: float = FALLBACK_INTERVAL,
+        queue_limit: int = QUEUE_LIMIT,
     ) -> None:
         self._store = store
         self._poll = poll_interval
+        self._fallback = fallback_interval
+        self._watcher = CommitWatcher(store.backend, self._woken)
+        self._watching: asyncio.Task[None] | None = None
         self._queue_limit = queue_limit
         self._subscribers: set[_Subscriber] = set()
         self._observers: list[Callable[[Envelope], None]] = []
@@ -75,25 +90,36 @@ class EventFeed:
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 loop.call_soon_threadsafe(wake.set)
 
+    def _woken(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._head = await anyio.to_thread.run_sync(self._store.max_position)
         self._task = asyncio.create_task(self._run(), name="event-feed")
+        if self._watcher.available:
+            self._watching = asyncio.create_task(self._watcher.run(), name="event-feed-listen")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._watching, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for subscriber in list(self._subscribers):
             self._drop(subscriber)
 
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
+            every = self._fallback if self._watcher.listening else self._poll
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # comes as the wake-up does, and stop() would wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                async with asyncio.timeout(every):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._pump()

@@ -1,10 +1,14 @@
 """The outbox relay: follows the event store's log and publishes every envelope to RabbitMQ.
 
-It reads from the last position the broker *confirmed* (table ``relay_position``), publishes a
-batch with publisher confirms, and only then records the batch's last position — so a crash
-between the two republishes (consumers drop duplicates) and never skips. It wakes on the store's
-LISTEN/NOTIFY channel and polls as the fallback. On PostgreSQL an advisory lock keeps one relay
-active; a second one waits as a hot standby.
+It reads from the last position the broker *confirmed* (table ``relay_position``), publishes
+with publisher confirms, and records a batch's last position only once the broker has confirmed
+it and every batch before it — so a crash in between republishes (consumers drop duplicates) and
+never skips. Publishing does not wait for confirms: the next batch is read and sent while earlier
+ones are being confirmed (at most ``max_unconfirmed`` messages at a time), and a batch is
+whatever the store holds when the relay gets to read — one event when idle, everything that
+accumulated meanwhile under load; there is no linger. It wakes on the store's LISTEN/NOTIFY
+channel (``store.commits``) and polls as the fallback. On PostgreSQL an advisory lock keeps one
+relay active; a second one waits as a hot standby.
 """
 
 from __future__ import annotations
@@ -13,19 +17,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiormq
 import anyio.to_thread
 import psycopg
-from aio_pika.abc import AbstractExchange
 from eventsourcing.persistence import Notification
 from opentelemetry.trace import SpanKind
 
 from .. import failpoints
 from ..config import Settings
 from ..store.backends import PostgresBackend
+from ..store.commits import CommitWatcher
 from ..store.event_store import EventStore
 from ..store.outages import Backoff
 from ..telemetry import configure_tracing, tracer
@@ -35,11 +41,17 @@ log = logging.getLogger(__name__)
 
 RELAY_NAME = "rabbitmq"
 _LEADER_LOCK = 0x4C49_5245  # advisory lock id for the active relay ("LIRE")
+RECORD_EVERY = 0.1  # seconds, at least, between two writes of the confirmed position
 
 
 class Relay:
     def __init__(
-        self, settings: Settings, store: EventStore, *, poll_interval: float = 1.0
+        self,
+        settings: Settings,
+        store: EventStore,
+        *,
+        poll_interval: float = 1.0,
+        max_unconfirmed: int | None = None,
     ) -> None:
         if settings.amqp_url is None:
             raise ValueError("the relay needs LIGHTNING_AMQP_URL")
@@ -49,8 +61,10 @@ class Relay:
         self.topology = Topology.from_settings(settings)
         self.batch = settings.relay_batch
         self.poll_interval = poll_interval
-        self.published = 0
+        self.max_unconfirmed = max_unconfirmed or 4 * self.batch
+        self.published = 0  # messages the broker has confirmed
         self._wake = asyncio.Event()
+        self._watcher = CommitWatcher(store.backend, self._wake.set)
 
     # ---- position -------------------------------------------------------------------------------
 
@@ -81,7 +95,7 @@ class Relay:
             try:
                 # Leadership is won (or waited for) again after any failure, including the loss
                 # of the lock's own connection.
-                async with self._leadership(stop) as lease, self._listening(stop):
+                async with self._leadership(stop) as lease, self._listening():
                     await self._relay(stop, lease, backoff)
             except Exception as exc:
                 delay = backoff.next()
@@ -97,11 +111,13 @@ class Relay:
             return
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            exchange = await self.topology.declare_exchange(channel)
+            await self.topology.declare_exchange(channel)
+            underlay = await channel.get_underlay_channel()
+            assert isinstance(underlay, aiormq.Channel)  # its basic_publish can skip the drain
             position = await anyio.to_thread.run_sync(self.position)
             log.info("relay publishing from position %d to %s", position, self.topology.exchange)
             backoff.reset()  # connected to both: the next interruption starts short again
-            recorder = _Recorder(self, position)
+            confirms = _Confirmations(self, _Recorder(self, position), self.max_unconfirmed)
             try:
                 while not stop.is_set():
                     # Clear before reading: a NOTIFY arriving during the read then wakes us.
@@ -110,20 +126,28 @@ class Relay:
                         self.store.read_stored, position, self.batch
                     )
                     await lease.check()
-                    if not batch:
-                        await self._idle(stop)
-                        continue
-                    await self._publish(exchange, batch, position)
-                    failpoints.hit("relay.after_confirm")
-                    position = batch[-1].id
-                    recorder.confirmed(position)
-                    self.published += len(batch)
+                    if batch:
+                        await confirms.room(len(batch))
+                        confirms.add(
+                            batch[-1].id, len(batch), self._publish(underlay, batch, position)
+                        )
+                        position = batch[-1].id
+                    if not batch or (len(batch) < self.batch and not self._woken()):
+                        await self._idle(stop, confirms)
+                    confirms.check()
             finally:
-                await recorder.close()
+                await confirms.close()
 
-    async def _publish(
-        self, exchange: AbstractExchange, batch: list[Notification], previous: int
-    ) -> None:
+    def _woken(self) -> bool:
+        """Whether the store may hold more than the last read saw: unless the watcher is
+        listening and no commit was announced since the read began, it may (read again)."""
+        return self._wake.is_set() or not self._watcher.listening
+
+    def _publish(
+        self, channel: aiormq.Channel, batch: list[Notification], previous: int
+    ) -> asyncio.Future[list[object]]:
+        """Send the batch (in order, on one channel) without waiting for the broker; the future
+        holds each message's confirmation (or its failure)."""
         with tracer.start_as_current_span(
             f"send {self.topology.exchange}",
             kind=SpanKind.PRODUCER,
@@ -134,16 +158,34 @@ class Relay:
                 "messaging.batch.message_count": len(batch),
             },
         ):
-            confirms = []
+            sends = []
             for stored in batch:
                 message = to_message(stored, previous)
-                confirms.append(exchange.publish(message, routing_key=stored.topic, timeout=30))
+                # wait=False: hand the frames to the connection's writer and go on to the next
+                # message, rather than waiting for each to be flushed to the socket; the
+                # confirmation is awaited all the same.
+                sends.append(
+                    asyncio.ensure_future(
+                        channel.basic_publish(
+                            message.body,
+                            exchange=self.topology.exchange,
+                            routing_key=stored.topic,
+                            properties=message.properties,
+                            mandatory=True,
+                            timeout=30,
+                            wait=False,
+                        )
+                    )
+                )
                 previous = stored.id
-            # Every publish must be confirmed (ack) by the broker before the position moves.
-            await asyncio.gather(*confirms)
+            return asyncio.gather(*sends, return_exceptions=True)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+    async def _idle(self, stop: asyncio.Event, confirms: _Confirmations) -> None:
+        waits = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(confirms.failed.wait()),
+        }
         _, pending = await asyncio.wait(
             waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
         )
@@ -151,33 +193,18 @@ class Relay:
             task.cancel()
 
     @contextlib.asynccontextmanager
-    async def _listening(self, stop: asyncio.Event) -> AsyncIterator[None]:
-        """Wake on the store's NOTIFY (PostgreSQL); polling covers everything else."""
-        backend = self.store.backend
-        if not isinstance(backend, PostgresBackend):
+    async def _listening(self) -> AsyncIterator[None]:
+        """Wake on the store's commits where it announces them; polling covers the rest."""
+        if not self._watcher.available:
             yield
             return
-        task = asyncio.create_task(self._listen(backend, stop))
+        task = asyncio.create_task(self._watcher.run())
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def _listen(self, backend: PostgresBackend, stop: asyncio.Event) -> None:
-        channel = backend.recorder.channel_name  # eventsourcing NOTIFYs it on every insert
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    backend.location.conninfo(), autocommit=True
-                ) as conn:
-                    await conn.execute(f'LISTEN "{channel}"')
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except psycopg.Error as exc:
-                log.warning("LISTEN %s failed (%s); polling meanwhile", channel, exc)
-                await asyncio.sleep(0.5)
 
     @contextlib.asynccontextmanager
     async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[_Lease]:
@@ -204,11 +231,80 @@ class Relay:
             await conn.close()
 
 
+class _Confirmations:
+    """The batches published and not yet confirmed, in publishing order. A batch's last position
+    goes to the recorder once the broker has confirmed all of it and every batch before it; the
+    first failure (a nack, a lost connection, a timeout) stops that, and ends the session from
+    ``check``: everything after the last recorded position is then published again."""
+
+    def __init__(self, relay: Relay, recorder: _Recorder, limit: int) -> None:
+        self._relay = relay
+        self._recorder = recorder
+        self._limit = limit
+        self._pending: deque[tuple[int, int, asyncio.Future[list[object]]]] = deque()
+        self._unconfirmed = 0
+        self._room = asyncio.Event()
+        self.failed = asyncio.Event()
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, last: int, count: int, confirms: asyncio.Future[list[object]]) -> None:
+        self._pending.append((last, count, confirms))
+        self._unconfirmed += count
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._follow())
+
+    async def room(self, count: int) -> None:
+        """Wait until ``count`` more messages keep the unconfirmed ones within the limit (one
+        batch may always go out)."""
+        while self._unconfirmed and self._unconfirmed + count > self._limit:
+            self.check()
+            self._room.clear()
+            waits = {asyncio.ensure_future(e.wait()) for e in (self._room, self.failed)}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        self.check()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    async def _follow(self) -> None:
+        while self._pending:
+            last, count, confirms = self._pending[0]
+            results = await confirms
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                self._error = failures[0]
+                self.failed.set()
+                return
+            self._pending.popleft()
+            self._unconfirmed -= count
+            self._room.set()
+            failpoints.hit("relay.after_confirm")
+            self._relay.published += count
+            self._recorder.confirmed(last)
+
+    async def close(self) -> None:
+        """Stop following (what is unconfirmed is published again by the next session) and
+        record the last position confirmed in order."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, _, confirms in self._pending:
+            confirms.cancel()
+        self._pending.clear()
+        await self._recorder.close()
+
+
 class _Recorder:
     """Records confirmed positions off the publishing path: the next batch is read and published
     while the last one's position is written (at most one write in flight, always the newest
-    confirmed position). A crash loses at most the writes in flight: those events are
-    republished, never skipped."""
+    confirmed position, and at most one every ``RECORD_EVERY`` seconds, so that under load one
+    write covers many batches). A crash loses at most what was confirmed since the last write:
+    those events are republished, never skipped."""
 
     def __init__(self, relay: Relay, position: int) -> None:
         self._relay = relay
@@ -218,9 +314,9 @@ class _Recorder:
     def confirmed(self, position: int) -> None:
         self._latest = position
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._write())
+            self._task = asyncio.create_task(self._write(pause=RECORD_EVERY))
 
-    async def _write(self) -> None:
+    async def _write(self, pause: float = 0.0) -> None:
         while self._recorded < self._latest:
             target = self._latest
             try:
@@ -229,10 +325,13 @@ class _Recorder:
                 log.warning("could not record relay position %d: %s", target, exc)
                 return
             self._recorded = target
+            if pause:
+                await asyncio.sleep(pause)
 
     async def close(self) -> None:
         if self._task is not None:
-            with contextlib.suppress(Exception):
+            self._task.cancel()  # a write in its thread is finished first, not abandoned
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(Exception):
             await self._write()

@@ -133,6 +133,8 @@ class QueueConsumer:
     async def _next(self, stop: asyncio.Event, closed: asyncio.Event) -> object:
         """The next message, or _RETRY_DUE when a failing handler is due to try again, or
         _STOPPED."""
+        if not self._inbox.empty() and not stop.is_set() and not closed.is_set():
+            return self._inbox.get_nowait()  # under load: no waiting, nothing to set up
         getter = asyncio.ensure_future(self._inbox.get())
         stopper = asyncio.ensure_future(stop.wait())
         closer = asyncio.ensure_future(closed.wait())
@@ -184,6 +186,12 @@ class QueueConsumer:
     async def _call_db(self, fn: Callable[..., int], *args: object) -> int:
         """Run a store call in a thread, riding out database outages with backoff for as long
         as they last (unacknowledged messages just wait; no delivery is spent)."""
+        try:  # the first try without the retrying machinery: it almost always succeeds
+            return await anyio.to_thread.run_sync(fn, *args)
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            self.consumer.reset()  # re-read the recorded positions on the next try
         stopping = self._stopping
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_retryable),

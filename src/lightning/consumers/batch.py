@@ -1,10 +1,14 @@
 """One handler's part of a batch, inside the consumer's transaction.
 
-Fast path: apply every wanted event at once in a savepoint. If that fails (not an outage), roll
-back to the savepoint and apply the events one by one to find the one that fails: the events
-before it are kept, and that event is either left for a later retry (the handler stops just
-before it) or, once its retries are spent, parked; then the rest go the fast way again. An event
-whose key is parked is never applied: it is parked behind the first one, in order.
+A handler that wants none of the batch's events just moves past them. Otherwise, on the
+consumer's first try (``optimistic``), every wanted event is applied at once with no savepoint,
+and a failure propagates: the consumer abandons the whole transaction and runs the batch again
+carefully. Careful: apply every wanted event at once in a savepoint. If that fails (not an
+outage), roll back to the savepoint and apply the events one by one to find the one that fails:
+the events before it are kept, and that event is either left for a later retry (the handler
+stops just before it) or, once its retries are spent, parked; then the rest go the fast way
+again. An event whose key is parked is never applied: it is parked behind the first one, in
+order.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ class HandlerRun:
         start: int,
         failed: Callable[[Envelope, Exception], Failing],
         now: str,
+        optimistic: bool = False,
     ) -> None:
         self.consumer = consumer
         self.handler = handler
@@ -100,9 +105,17 @@ class HandlerRun:
         self.parked_keys = parked_keys
         self.failed = failed
         self.now = now
+        self.optimistic = optimistic
         self.outcome = Outcome(start)
 
     def run(self, events: Sequence[Envelope]) -> Outcome:
+        if not any(self.handler.wants(e) for e in events):
+            self.outcome.position = events[-1].position  # nothing to apply, nothing to park
+            return self.outcome
+        if self.optimistic:
+            self.outcome.parked += self._apply(events)
+            self.outcome.position = events[-1].position
+            return self.outcome
         rest = list(events)
         while rest:
             if self._attempt(rest):
@@ -150,11 +163,14 @@ class HandlerRun:
     def _apply(self, events: Sequence[Envelope]) -> list[ParkedEvent]:
         handler = self.handler
         wanted = [e for e in events if handler.wants(e)]
-        ready = [e for e in wanted if self._key(e) not in self.parked_keys]
-        waiting = [e for e in wanted if self._key(e) in self.parked_keys]
+        ready, waiting = wanted, []
+        if self.parked_keys:  # keys are worked out only when some are parked (or a failpoint)
+            ready = [e for e in wanted if self._key(e) not in self.parked_keys]
+            waiting = [e for e in wanted if self._key(e) in self.parked_keys]
         if ready:
             refuse_undecodable(ready)
-            failpoints.check_apply(handler.name, {self._key(e) for e in ready})
+            if failpoints.armed():
+                failpoints.check_apply(handler.name, {self._key(e) for e in ready})
             handler.apply_batch(self.tx, ready)
         return self._park(waiting, None)
 

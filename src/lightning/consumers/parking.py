@@ -7,7 +7,7 @@ parked event of a key carries the error and the attempts; those behind it wait w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..store.backends import Row, Tx
@@ -85,11 +85,21 @@ def park(tx: Tx, events: Sequence[ParkedEvent]) -> None:
 
 def parked_keys(tx: Tx, consumer: str) -> dict[str, set[str]]:
     """handler -> the keys it has parked (read in every batch, under the tracking locks)."""
-    keys: dict[str, set[str]] = {}
-    for row in tx.all(
+    return parked_keys_later(tx, consumer)()
+
+
+def parked_keys_later(tx: Tx, consumer: str) -> Callable[[], dict[str, set[str]]]:
+    """``parked_keys``, sent now and read when called (``Tx.later``)."""
+    rows = tx.later(
         "SELECT DISTINCT handler, key FROM parked_events WHERE consumer = ?", (consumer,)
-    ):
-        keys.setdefault(row["handler"], set()).add(row["key"])
+    )
+
+    def keys() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for row in rows():
+            found.setdefault(row["handler"], set()).add(row["key"])
+        return found
+
     return keys
 
 

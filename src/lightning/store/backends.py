@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteDatastore
+from psycopg.rows import dict_row
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .commands import SELECT_COMMAND, Claim, CommandRecord, record_of
@@ -27,6 +29,7 @@ from .pool import RecoveringDatastore
 from .recorders import PostgresCommandRecorder, SQLiteCommandRecorder
 
 EVENTS_TABLE = "stored_events"
+COPY_FROM = 200  # rows from which an upsert on PostgreSQL goes through COPY (Tx.upsert_many)
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
@@ -96,6 +99,78 @@ class Tx:
             sql = sql.replace("?", "%s")
         self.cursor.executemany(sql, [tuple(r) for r in rows])
 
+    def upsert_many(self, table: str, key: str, rows: Sequence[Row]) -> None:
+        """Insert ``rows`` (dicts with the same columns), each replacing the row with its
+        ``key`` if there is one; of rows with the same key, the last counts. One statement for
+        all (``execute_many``), except on PostgreSQL outside a pipeline for many rows: those are
+        copied into a temporary table (COPY) and merged from there in one statement, several
+        times faster than a statement per row — what the large batches of a rebuild write."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        names = ", ".join(columns)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != key)
+        conflict = f" ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+        if self._postgres and len(rows) >= COPY_FROM and not self._pipelined():
+            self._merge_copied(table, key, columns, rows, conflict)
+            return
+        self.execute_many(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}){conflict}",  # noqa: S608
+            [[row[c] for c in columns] for row in rows],
+        )
+
+    def empty(self, tables: Sequence[str]) -> None:
+        """Delete every row of ``tables`` (names from code): TRUNCATE on PostgreSQL, which
+        leaves no dead rows behind (it waits for the tables' readers; PostgreSQL's TRUNCATE is
+        transactional), DELETE on SQLite (which truncates a table emptied whole)."""
+        if not tables:
+            return
+        if self._postgres:
+            self.execute(f"TRUNCATE {', '.join(tables)}")
+            return
+        for table in tables:
+            self.execute(f"DELETE FROM {table}")  # noqa: S608
+
+    def _pipelined(self) -> bool:
+        from psycopg import pq
+
+        return bool(self.cursor.connection.info.pipeline_status != pq.PipelineStatus.OFF)
+
+    def _merge_copied(
+        self, table: str, key: str, columns: list[str], rows: Sequence[Row], conflict: str
+    ) -> None:
+        names = ", ".join(columns)
+        # A staging table per connection and column set, emptied at every commit: made once,
+        # without the table's constraints (it holds only what one statement merges).
+        stage = f"_stage_{table}_{zlib.crc32(names.encode()):08x}"
+        cursor = self.cursor
+        create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+        cursor.execute(f"{create} SELECT {names} FROM {table} WITH NO DATA")  # noqa: S608
+        last = {row[key]: row for row in rows}  # one row per key: a merge touches each once
+        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in last.values():
+                copy.write_row([row[c] for c in columns])
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{conflict}")  # noqa: S608
+        cursor.execute(f"DELETE FROM {stage}")  # noqa: S608
+
+    def later(self, sql: str, params: Sequence[object] = ()) -> Callable[[], list[Row]]:
+        """Send a query now and read its rows when the result is called. In a pipelined
+        transaction (``Backend.transaction``) the queries sent before the first of them is
+        read travel together, in order: one round trip for all; otherwise this is ``all``."""
+        if not self._postgres:
+            rows = self.all(sql, params)
+            return lambda: rows
+        cursor = self.cursor.connection.cursor(row_factory=dict_row)
+        cursor.execute(sql.replace("?", "%s"), tuple(params))
+
+        def rows_later() -> list[Row]:
+            try:
+                return [dict(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+
+        return rows_later
+
     def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         self.execute(sql, params)
         row = self.cursor.fetchone()
@@ -149,6 +224,18 @@ class Backend(ABC):
         """Like ``read_log``, on ``tx``'s own connection: for a reader inside a write
         transaction, which on SQLite (one writer, and no reader while it writes) must not wait
         for a second connection."""
+
+    def read_log_later(
+        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
+    ) -> Callable[[], list[Notification]]:
+        """``read_log_in``, sent now and read when called (``Tx.later``)."""
+        sql = f"SELECT {self._position_select} FROM {self._events} WHERE {self._position} > ?"  # noqa: S608
+        params: list[object] = [after]
+        if upto is not None:
+            sql += f" AND {self._position} <= ?"
+            params.append(upto)
+        rows = tx.later(f"{sql} ORDER BY {self._position} LIMIT ?", [*params, limit])
+        return lambda: [self._notification(row) for row in rows()]
 
     def read_positions_in(self, tx: Tx, positions: Sequence[int]) -> list[Notification]:
         """The events at these positions, on ``tx``'s own connection (see ``read_log_in``)."""
@@ -228,9 +315,14 @@ class Backend(ABC):
 
     @abstractmethod
     @contextmanager
-    def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, commit: bool = True, pipelined: bool = False) -> Iterator[Tx]:
         """One database transaction, committed at the end (rolled back on error). With
-        ``commit=False`` it is for reading only (on PostgreSQL: no transaction block at all)."""
+        ``commit=False`` it is for reading only (on PostgreSQL: no transaction block at all).
+        ``pipelined`` (PostgreSQL; SQLite ignores it): statements whose results are not read
+        are sent with the next one that is, BEGIN and COMMIT included (psycopg's pipeline
+        mode), which saves round trips — but a failing statement then raises where the next
+        result is read, not where it was executed: for work that, when anything fails, is
+        done again another way as a whole."""
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         """One read; tried again (briefly) when the first connection turns out dead, as every
@@ -328,7 +420,7 @@ class SQLiteBackend(Backend):
             return [_sqlite_notification(row) for row in c.fetchall()]
 
     @contextmanager
-    def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, commit: bool = True, pipelined: bool = False) -> Iterator[Tx]:
         if not commit:
             with self.datastore.transaction(commit=False) as cursor:
                 yield Tx(cursor, postgres=False)
@@ -513,17 +605,46 @@ class PostgresBackend(Backend):
             return [_postgres_notification(row) for row in c.fetchall()]
 
     @contextmanager
-    def transaction(self, *, commit: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, commit: bool = True, pipelined: bool = False) -> Iterator[Tx]:
         if not commit:
             # Read-only use: statements run on an autocommit connection, each atomic on its
             # own, which spares the BEGIN and ROLLBACK round trips. (Don't write in here.)
             with self.datastore.get_connection() as conn, conn.cursor() as cursor:
                 yield Tx(cursor, postgres=True)
             return
+        if pipelined:
+            with self._pipelined() as tx:
+                yield tx
+            tx.committed()
+            return
         with self.datastore.transaction(commit=True) as cursor:
             tx = Tx(cursor, postgres=True)
             yield tx
         tx.committed()
+
+    @contextmanager
+    def _pipelined(self) -> Iterator[Tx]:
+        """A transaction in pipeline mode, begun and ended by hand rather than by psycopg's
+        ``transaction()``, which waits for BEGIN and syncs twice more around COMMIT: here BEGIN
+        goes out with the first statement and COMMIT with the pipeline's closing Sync (an error
+        there is raised on leaving it)."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline(),
+            conn.cursor() as cursor,
+        ):
+            cursor.execute("BEGIN", prepare=False)
+            try:
+                yield Tx(cursor, postgres=True)
+                cursor.execute("COMMIT", prepare=False)
+            except BaseException:
+                # psycopg's own rollback: it first syncs out of an aborted pipeline (the server
+                # skips everything after a failed statement up to a Sync), and it keeps its
+                # prepared-statement cache in step with the server. A broken connection is
+                # dropped by the pool.
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise
 
     @contextmanager
     def trial(self) -> Iterator[Tx]:

@@ -119,6 +119,14 @@ class EventStore:
         Backend.read_log_in)."""
         return [decode(n) for n in self.backend.read_log_in(tx, after, limit, upto=upto)]
 
+    def read_later(
+        self, tx: Tx, after: int, limit: int, *, upto: int | None = None
+    ) -> Callable[[], list[Envelope]]:
+        """``read_in``, sent now and read when called: in a pipelined transaction it travels
+        with the queries sent before it is read (``Tx.later``)."""
+        notifications = self.backend.read_log_later(tx, after, limit, upto=upto)
+        return lambda: [decode(n) for n in notifications()]
+
     def read_at(self, positions: Sequence[int]) -> list[Envelope]:
         """The events at these positions, in position order (tolerant, as ``read_in``)."""
         return [decode(n) for n in self.backend.read_positions(positions)]
