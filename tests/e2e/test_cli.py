@@ -93,6 +93,31 @@ def test_cli_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     assert missing.returncode == 3
 
 
+def test_projections_rebuild_all_in_one_pass_with_a_progress_bar(tmp_path: Path) -> None:
+    env = base_env(f"sqlite:///{tmp_path}/lightning.db")
+    for _ in range(3):
+        assert run_cli(env, tmp_path, "keys", "bootstrap").returncode == 0
+    rebuilt = run_cli(env, tmp_path, "projections", "rebuild", "--all", "--batch", "2")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilding" in rebuilt.stderr and "events/s" in rebuilt.stderr  # the bar, on stderr
+    assert "rebuilt every read model up to position" in rebuilt.stderr
+    status = run_cli(env, tmp_path, "projections", "status", "--json")
+    lines = [json.loads(line) for line in status.stdout.splitlines()]
+    assert {line["name"] for line in lines} == {"agents", "api_keys", "audit_log", "workflows"}
+    assert all(line["lag"] == 0 and line["position"] > 0 for line in lines), lines
+
+    one = run_cli(env, tmp_path, "projections", "rebuild", "api_keys")
+    assert one.returncode == 0 and "rebuilt api_keys up to position" in one.stderr
+    for args, code, text in (
+        ((), 2, "BAD_USER_INPUT"),
+        (("agents", "--all"), 2, "BAD_USER_INPUT"),
+        (("nope",), 3, "NOT_FOUND"),
+        (("--all", "--batch", "0"), 2, "--batch"),
+    ):
+        refused = run_cli(env, tmp_path, "projections", "rebuild", *args)
+        assert refused.returncode == code and text in refused.stderr, (args, refused.stderr)
+
+
 ISSUE = (
     'mutation { issueApiKey(input: {name: "ci", role: "operator"})'
     " { secret position apiKey { id } } }"

@@ -157,6 +157,103 @@ def test_rebuild_reproduces_the_same_rows(lightning: Lightning) -> None:
     assert rows(lightning, "agents") == before
 
 
+def with_workflows(app: Lightning) -> None:
+    from .sagas_support import graph
+
+    agents = [UUID(str(r["id"])) for r in rows(app, "agents")] or [
+        app.agents.register(CTX, name="wf-agent", provider="grok", model="grok-beta").agent.id
+    ]
+    for i in range(3):
+        made = app.workflows.create(CTX, name=f"wf-{i}", graph=graph(*agents[:2]))
+        app.workflows.update_draft(CTX, made.workflow.id, graph=graph(*agents[:1]))
+
+
+def every_table(app: Lightning) -> dict[str, list[dict[str, object]]]:
+    return {t: rows(app, t) for p in all_projections() for t in p.tables}
+
+
+def positions(app: Lightning) -> dict[str, int]:
+    return {p.name: position(app, p.name) for p in all_projections()}
+
+
+def test_rebuild_all_reads_the_log_once_and_reproduces_every_read_model(
+    lightning: Lightning,
+) -> None:
+    populate(lightning, 12)
+    with_workflows(lightning)
+    with_handlers(lightning, *all_projections()).catch_up()
+    before = every_table(lightning)
+    assert all(before[t] for t in ("agents", "api_keys", "audit_log", "workflows"))
+    progress: list[tuple[int, int]] = []
+    rebuilt = rebuild(
+        lightning.consumers, batch_size=7, on_progress=lambda p, h: progress.append((p, h))
+    )
+    head = lightning.store.max_position()
+    assert rebuilt.position == rebuilt.head == head
+    assert every_table(lightning) == before
+    assert positions(lightning) == dict.fromkeys(positions(lightning), head)
+    # One pass for the four read models: a page of 7 per batch, not four reads of the log.
+    assert rebuilt.pages <= head // 7 + 2
+    assert progress == sorted(progress) and progress[-1] == (head, head)
+    assert len(progress) >= head // 7  # a bar that moves batch by batch
+
+
+def test_an_interrupted_rebuild_leaves_each_read_model_at_its_position_to_be_finished(
+    lightning: Lightning,
+) -> None:
+    """As when the operator presses ^C: what was committed stays consistent with each read
+    model's position, and the ordinary consumer (``worker projections``) carries on from there."""
+    populate(lightning, 12)
+    with_handlers(lightning, *all_projections()).catch_up()
+    before = every_table(lightning)
+
+    def interrupted(done: int, head: int) -> None:
+        if done >= head // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(lightning.consumers, batch_size=5, on_progress=interrupted)
+    head = lightning.store.max_position()
+    assert 0 < min(positions(lightning).values()) < head
+    audited = [r["position"] for r in rows(lightning, "audit_log")]
+    assert audited == [e.position for e in lightning.store.iterate(0)][: len(audited)]
+    assert audited[-1] == position(lightning, "audit_log")
+    with_handlers(lightning, *all_projections()).catch_up()
+    assert every_table(lightning) == before
+
+
+class PoisonedFor(AgentsProjection):
+    """The agents read model with a bug that only one agent's events meet."""
+
+    def __init__(self, poisoned: UUID) -> None:
+        self.poisoned = poisoned
+
+    def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        if any(e.aggregate_id == self.poisoned for e in envelopes):
+            raise ValueError("a bug met by one agent")
+        super().apply_batch(tx, envelopes)
+
+
+def test_a_poison_event_met_in_a_rebuild_is_parked_and_everything_else_is_rebuilt(
+    lightning: Lightning,
+) -> None:
+    populate(lightning, 8)
+    poisoned = next(
+        e.aggregate_id for e in lightning.store.iterate(0) if e.type == "agent.registered"
+    )
+    projections = [PoisonedFor(poisoned) if p.name == "agents" else p for p in all_projections()]
+    tables = [t for p in projections for t in p.tables]
+    rebuilt = lightning.consumers.rebuild(KIND, projections, tables, batch_size=4)
+    head = lightning.store.max_position()
+    assert rebuilt.position == head
+    assert positions(lightning) == dict.fromkeys(positions(lightning), head)
+    parked = lightning.consumers.parked(ParkedFilter())
+    assert {(p.handler, p.key) for p in parked} == {("agents", str(poisoned))}
+    assert str(poisoned) not in {r["id"] for r in rows(lightning, "agents")}
+    assert len(rows(lightning, "agents")) == 7
+    assert len(rows(lightning, "audit_log")) == len(list(lightning.store.iterate(0)))
+
+
 def test_embedded_workers_follow_commits(lightning: Lightning) -> None:
     lightning.start_embedded_workers()
     populate(lightning, 3)

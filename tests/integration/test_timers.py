@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from lightning.bootstrap import Lightning
-from lightning.consumers import Consumer
-from lightning.consumers.runtime import run_to_head
+from lightning.consumers import Consumer, run_to_head
 from lightning.consumers.timers import PendingTimers, Scheduler
 from lightning.services import SYSTEM, Context
 from lightning.services.timers import TimerService

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from ..consumers import HandlerStatus, ParkedEvent, ParkedFilter, RetryResult
+from ..consumers import REBUILD_BATCH, HandlerStatus, ParkedEvent, ParkedFilter, RetryResult
 from ..domain.consumers import REASON_MAX
 from ..domain.errors import NotFound
 from ..projections import KIND as PROJECTIONS
@@ -180,11 +191,54 @@ def projections_status(json_: Json = False) -> None:
 
 
 @projections_app.command("rebuild")
-def projections_rebuild(name: str) -> None:
-    """Empty one read model (and what it parked) and apply the whole event log to it again.
+def projections_rebuild(
+    name: Annotated[str | None, typer.Argument(help="the read model to rebuild")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="rebuild every read model")] = False,
+    batch: Annotated[
+        int, typer.Option(min=1, max=50_000, help="events per transaction")
+    ] = REBUILD_BATCH,
+) -> None:
+    """Empty one read model (or --all of them), forget what they parked and apply the whole
+    event log to them again, in one pass over the log however many are rebuilt.
 
-    Stop the processes that run it first (serve on the embedded default, or `worker
-    projections`); they resume from the rebuilt position when started again."""
-    with lightning() as lt:
-        position = rebuild(lt.consumers, name)
-        err.print(f"rebuilt {name} up to position {position}")
+    Run it with the processes that apply them stopped (serve on the embedded default, or
+    `worker projections`): they would otherwise apply the log a second time beside it (safely,
+    taking turns batch by batch, but twice the work). They resume from the rebuilt position
+    when started again. A rebuild interrupted midway (^C) leaves each read model consistent
+    with its own position: they carry it on from there when started, and running it again
+    starts it over."""
+    if (name is None) == (not all_):
+        raise fail("BAD_USER_INPUT", "name one read model, or give --all (not both)")
+    with lightning() as lt, rebuild_progress() as advanced:
+        rebuilt = rebuild(lt.consumers, name, batch_size=batch, on_progress=advanced)
+    what = "every read model" if name is None else name
+    err.print(
+        f"rebuilt {what} up to position {rebuilt.position} in {rebuilt.seconds:.1f} s"
+        f" ({rebuilt.head / max(rebuilt.seconds, 1e-9):,.0f} events/s)",
+        highlight=False,
+    )
+
+
+@contextmanager
+def rebuild_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr: events done of the log's head, rate and time left."""
+    progress = Progress(
+        TextColumn("rebuilding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    task = progress.add_task("rebuild", total=None, rate="")
+    started = time.monotonic()
+
+    def advanced(position: int, head: int) -> None:
+        rate = position / max(time.monotonic() - started, 1e-9)
+        progress.update(task, completed=position, total=head, rate=f"{rate:,.0f} events/s")
+
+    with progress:
+        yield advanced

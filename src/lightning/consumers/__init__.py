@@ -7,13 +7,16 @@ from .consumer import HEARTBEAT_SECONDS, Consumer, RetryPolicy
 from .handler import ConsumerKind, Handler
 from .operations import RetryResult
 from .parking import ParkedEvent, ParkedFilter
-from .runtime import Consumers, run_to_head
+from .rebuild import BATCH as REBUILD_BATCH
+from .rebuild import Rebuilt, run_to_head
+from .runtime import Consumers
 from .status import HandlerStatus
 from .tracking import TrackingStore, open_tracking_store
 from .waiting import Progress
 
 __all__ = [
     "HEARTBEAT_SECONDS",
+    "REBUILD_BATCH",
     "Consumer",
     "ConsumerKind",
     "Consumers",
@@ -22,6 +25,7 @@ __all__ = [
     "ParkedEvent",
     "ParkedFilter",
     "Progress",
+    "Rebuilt",
     "RetryPolicy",
     "RetryResult",
     "TrackingStore",

@@ -4,7 +4,6 @@ the edges (CLI, GraphQL, health, metrics, workers) to use. It is given the kinds
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -15,6 +14,7 @@ from .consumer import Consumer, RetryPolicy
 from .handler import ConsumerKind, Handler
 from .operations import RetryResult
 from .parking import ParkedEvent, ParkedFilter
+from .rebuild import BATCH, Rebuilt, rebuild
 from .status import HandlerStatus, statuses
 from .tracking import TrackingStore
 from .waiting import Progress, Waiter
@@ -145,6 +145,30 @@ class Consumers:
     ) -> list[ParkedEvent]:
         return operations.skip(self.tracking, self.check(which), record)
 
+    def rebuild(
+        self,
+        kind: str,
+        handlers: Sequence[Handler],
+        tables: Sequence[str],
+        *,
+        batch_size: int = BATCH,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Rebuilt:
+        """Empty what ``handlers`` of ``kind`` hold (their ``tables``), forget what they parked
+        and apply the whole log to them again, in one pass for all (see ``rebuild``)."""
+        chosen = self.kind(kind)
+        return rebuild(
+            self.tracking,
+            self.events,
+            chosen.name,
+            handlers,
+            tables,
+            policy=self.policy,
+            batch_size=batch_size,
+            on_commit=self._advanced,
+            on_progress=on_progress,
+        )
+
     def reset(self, kind: str, handler: str, tables: Sequence[str]) -> None:
         """Forget everything one handler applied and parked (before a rebuild)."""
         with self.tracking.transaction(commit=True) as tx:
@@ -171,17 +195,3 @@ class Consumers:
         self, position: int, names: Sequence[str] | None = None, timeout: float = 5.0
     ) -> None:
         self.waiter.wait_blocking(position, names or self.handler_names(), timeout)
-
-
-def run_to_head(consumer: Consumer, clock: Callable[[], float] = time.monotonic) -> int:
-    """Catch up to the store's head as it is now, waiting out a failing handler's retries
-    (so a poison event is parked, not left behind). For rebuilds and tests."""
-    head = consumer.events.max_position()
-    while True:
-        consumer.catch_up(upto=head)
-        if min(consumer.positions().values(), default=head) >= head:
-            return head
-        due = consumer.next_retry()
-        if due is None:
-            return consumer.position()
-        time.sleep(max(0.0, due - clock()))

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from ..consumers import ConsumerKind, Consumers, run_to_head
+from collections.abc import Callable
+
+from ..consumers import REBUILD_BATCH, ConsumerKind, Consumers, Rebuilt
 from ..domain.errors import NotFound
 from .agents import AgentsProjection
 from .api_keys import ApiKeysProjection
@@ -24,15 +26,27 @@ def projection_builders() -> ConsumerKind:
     return ConsumerKind(KIND, all_projections, "read models for GraphQL and the CLI")
 
 
-def rebuild(consumers: Consumers, name: str) -> int:
-    """Empty one read model (and forget what it parked) and apply the whole log to it again.
-    The processes that run it should be stopped meanwhile."""
-    projection = next((p for p in all_projections() if p.name == name), None)
-    if projection is None:
-        names = ", ".join(p.name for p in all_projections())
-        raise NotFound(f"no projection {name!r}; choose one of {names}")
-    consumers.reset(KIND, name, projection.tables)
-    return run_to_head(consumers.build(KIND, [projection]))
+def rebuild(
+    consumers: Consumers,
+    name: str | None = None,
+    *,
+    batch_size: int = REBUILD_BATCH,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Rebuilt:
+    """Empty one read model (``name``), or all of them, forget what they parked and apply the
+    whole log to them again: one pass over the log for all, in large batches, each read
+    model's rows and position committed together (``Consumers.rebuild``).
+    ``on_progress(position, head)`` as the slowest read model moves on."""
+    projections = all_projections()
+    if name is not None:
+        projections = [p for p in projections if p.name == name]
+        if not projections:
+            names = ", ".join(p.name for p in all_projections())
+            raise NotFound(f"no projection {name!r}; choose one of {names}")
+    tables = [table for p in projections for table in p.tables]
+    return consumers.rebuild(
+        KIND, projections, tables, batch_size=batch_size, on_progress=on_progress
+    )
 
 
 __all__ = [
@@ -40,6 +54,7 @@ __all__ = [
     "Page",
     "Projection",
     "ReadModels",
+    "Rebuilt",
     "all_projections",
     "projection_builders",
     "rebuild",

@@ -84,15 +84,8 @@ def select_in(
 
 
 def upsert_many(tx: Tx, table: str, key: str, rows: Sequence[Row]) -> None:
-    if not rows:
-        return
-    columns = list(rows[0])
-    updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != key)
-    tx.execute_many(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders(columns)})"  # noqa: S608
-        f" ON CONFLICT ({key}) DO UPDATE SET {updates}",
-        [[row[c] for c in columns] for row in rows],
-    )
+    """Write the rows a batch changed, in bulk (``Tx.upsert_many``)."""
+    tx.upsert_many(table, key, rows)
 
 
 def to_json(value: Any) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -46,10 +46,26 @@ def redacted(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in REDACTED_FIELDS}
 
 
+_NO_OFFSET = timedelta(0)
+_FOUR_DIGITS = 1000  # years below are written unpadded by strftime
+
+
 def format_time(value: datetime) -> str:
     """ISO-8601 in UTC with a Z. A time that has no UTC form (9999-12-31T23:00-12:00 is in the
     year 10000 there; older versions accepted such expiries) keeps its own offset instead of
     making what holds it unreadable."""
+    if value.utcoffset() == _NO_OFFSET and value.year >= _FOUR_DIGITS:
+        # The common case, and the same text, three times quicker than strftime (a rebuild
+        # formats every event's time at least once).
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (the quickest)
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
     try:
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     except OverflowError:
