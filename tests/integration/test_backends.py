@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lightning.store.backends import SQLiteBackend
+from lightning.bootstrap import Lightning
+from lightning.store.backends import COPY_FROM, SQLiteBackend
 
 
 def test_a_failed_sqlite_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
@@ -33,3 +34,25 @@ def test_a_failed_sqlite_commit_leaves_no_transaction_open(tmp_path: Path) -> No
             assert [r["id"] for r in tx.all("SELECT id FROM parent")] == [1]
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_bulk_upserts_replace_and_keep_the_last_of_a_key(lightning: Lightning, new: bool) -> None:
+    """Large batches go by COPY on PostgreSQL (merged through a staging table, or — rows
+    expected to be new — straight into the table, merged after all when one is there)."""
+    backend = lightning.store.backend
+    with backend.transaction() as tx:
+        tx.execute("CREATE TABLE bulk (id TEXT PRIMARY KEY, n INTEGER NOT NULL, note TEXT)")
+        tx.upsert_many("bulk", "id", [{"id": "k1", "n": 1, "note": "before"}])
+    for size in (3, COPY_FROM + 50):  # statements, then COPY
+        rows = [{"id": f"k{i}", "n": i * 10 + size, "note": None} for i in range(size)]
+        with backend.transaction() as tx:
+            tx.upsert_many("bulk", "id", rows, new=new)
+            tx.execute("INSERT INTO bulk VALUES ('in-the-same-transaction', 0, NULL)")
+        found = {r["id"]: r["n"] for r in backend.query("SELECT id, n FROM bulk")}
+        assert {k: found[k] for k in (r["id"] for r in rows)} == {r["id"]: r["n"] for r in rows}
+        with backend.transaction() as tx:
+            tx.execute("DELETE FROM bulk WHERE id = 'in-the-same-transaction'")
+    with backend.transaction() as tx:  # of one key given twice, the last counts
+        tx.upsert_many("bulk", "id", [{"id": "twice", "n": n, "note": None} for n in range(300)])
+    assert backend.query("SELECT n FROM bulk WHERE id = 'twice'") == [{"n": 299}]

@@ -40,7 +40,7 @@ class PendingTimers:
         return envelope.type in TIMER_TYPES
 
     def key(self, envelope: Envelope) -> str:
-        return str(envelope.aggregate_id)
+        return envelope.aggregate_key
 
     def snapshot(self, tx: Tx, key: str) -> list[Row]:
         return tx.all("SELECT * FROM pending_timers WHERE id = ?", (key,))
@@ -49,7 +49,7 @@ class PendingTimers:
         latest: dict[str, Envelope] = {}
         for envelope in envelopes:
             if self.wants(envelope):
-                latest[str(envelope.aggregate_id)] = envelope  # only the last one counts
+                latest[envelope.aggregate_key] = envelope  # only the last one counts
         scheduled = [e for e in latest.values() if e.type == "timer.scheduled"]
         ended = [key for key, e in latest.items() if e.type != "timer.scheduled"]
         if ended:
@@ -66,7 +66,7 @@ def _row(envelope: Envelope) -> list[object]:
     data = envelope.data
     due = datetime.fromisoformat(str(data["due_at"]).replace("Z", "+00:00"))
     return [
-        str(envelope.aggregate_id),
+        envelope.aggregate_key,
         data["saga"],
         data["instance"],
         data["step"],

@@ -31,7 +31,7 @@ def agent_row(old: Row | None, envelope: Envelope) -> Row | None:
     }
     if envelope.type == "agent.registered":
         return {
-            "id": str(envelope.aggregate_id),
+            "id": envelope.aggregate_key,
             **{c: data[c] for c in COLUMNS},
             "tools": to_json(list(data.get("tools", ()))),
             "workflows": "[]",

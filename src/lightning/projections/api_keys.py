@@ -19,7 +19,7 @@ def api_key_row(old: Row | None, envelope: Envelope) -> Row | None:
     }
     if envelope.type == "api_key.issued":
         return {
-            "id": str(envelope.aggregate_id),
+            "id": envelope.aggregate_key,
             "name": data["name"],
             "role": data["role"],
             "status": "active",

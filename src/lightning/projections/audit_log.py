@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..store.backends import Row, Tx
 from ..store.envelope import Envelope
-from .base import Projection, to_json, upsert_many, when
+from .base import Projection, to_json, when
 
 
 def audit_row(envelope: Envelope) -> Row:
@@ -15,7 +15,7 @@ def audit_row(envelope: Envelope) -> Row:
         "event_id": str(envelope.id),
         "type": envelope.type,
         "aggregate_type": envelope.aggregate_type,
-        "aggregate_id": str(envelope.aggregate_id),
+        "aggregate_id": envelope.aggregate_key,
         "version": envelope.version,
         "actor": envelope.actor,
         "occurred_at": when(envelope),
@@ -30,7 +30,8 @@ class AuditLogProjection(Projection):
     tables = ("audit_log",)
 
     def apply_batch(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        upsert_many(tx, "audit_log", "position", [audit_row(e) for e in envelopes])
+        # The log's positions only grow: the rows are new, unless redelivered (then merged).
+        tx.upsert_many("audit_log", "position", [audit_row(e) for e in envelopes], new=True)
 
     def snapshot(self, tx: Tx, key: str) -> list[Row]:
         return tx.all(

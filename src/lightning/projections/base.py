@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..store.backends import Row, Tx
-from ..store.envelope import Envelope, format_time
+from ..store.envelope import Envelope
 
 
 class Projection(ABC):
@@ -29,7 +29,7 @@ class Projection(ABC):
         return self.types is None or envelope.type in self.types
 
     def key(self, envelope: Envelope) -> str:
-        return str(envelope.aggregate_id)
+        return envelope.aggregate_key
 
     @abstractmethod
     def snapshot(self, tx: Tx, key: str) -> list[Row]:
@@ -59,10 +59,10 @@ class RowProjection(Projection):
         wanted = [e for e in envelopes if self.wants(e)]
         if not wanted:
             return
-        rows = select_in(tx, self.table, "id", sorted({str(e.aggregate_id) for e in wanted}))
+        rows = select_in(tx, self.table, "id", sorted({e.aggregate_key for e in wanted}))
         changed: dict[str, Row] = {}
         for envelope in wanted:
-            key = str(envelope.aggregate_id)
+            key = envelope.aggregate_key
             new = self.row(rows.get(key), envelope)
             if new is not None:
                 rows[key] = changed[key] = new
@@ -88,12 +88,17 @@ def upsert_many(tx: Tx, table: str, key: str, rows: Sequence[Row]) -> None:
     tx.upsert_many(table, key, rows)
 
 
+# One encoder made once: ``json.dumps`` with options builds a new one on every call, a third of
+# the cost of encoding a small value.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def when(envelope: Envelope) -> str:
-    return format_time(envelope.occurred_at)
+    return envelope.occurred_text
 
 
 def placeholders(values: Sequence[object]) -> str:

@@ -35,7 +35,7 @@ def workflow_row(old: Row | None, envelope: Envelope) -> Row | None:
     }
     if envelope.type == "workflow.created":
         return {
-            "id": str(envelope.aggregate_id),
+            "id": envelope.aggregate_key,
             "name": data["name"],
             "status": "DRAFT",
             "draft_version": data.get("draft_version", 1),
@@ -84,7 +84,7 @@ def version_row(old: Row | None, envelope: Envelope) -> Row | None:
     if envelope.type == "workflow.publish_requested":
         return {
             "id": version_id(envelope.aggregate_id, data["version"]),
-            "workflow_id": str(envelope.aggregate_id),
+            "workflow_id": envelope.aggregate_key,
             "version": data["version"],
             "status": "PUBLISHING",
             "graph": to_json(data["graph"]),
@@ -130,7 +130,7 @@ class WorkflowsProjection(Projection):
         wanted = [e for e in envelopes if self.wants(e)]
         if not wanted:
             return
-        rows = select_in(tx, "workflows", "id", sorted({str(e.aggregate_id) for e in wanted}))
+        rows = select_in(tx, "workflows", "id", sorted({e.aggregate_key for e in wanted}))
         versioned = {
             e.position: version_id(e.aggregate_id, e.data["version"])
             for e in wanted
@@ -140,7 +140,7 @@ class WorkflowsProjection(Projection):
         changed: dict[str, Row] = {}
         changed_versions: dict[str, Row] = {}
         for envelope in wanted:
-            key = str(envelope.aggregate_id)
+            key = envelope.aggregate_key
             new = workflow_row(rows.get(key), envelope)
             if new is not None:
                 rows[key] = changed[key] = new

@@ -33,7 +33,7 @@ class AgentRetirement(Saga[Retirement]):
     state_type = Retirement
 
     def key(self, envelope: Envelope) -> str | None:
-        return str(envelope.aggregate_id)
+        return envelope.aggregate_key
 
     def decide(
         self, current: Instance[Retirement] | None, message: Message, now: datetime

@@ -78,7 +78,7 @@ class KeyLifecycle(Saga[KeyTimers]):
             if envelope.data.get("saga") != self.name:
                 return None
             return str(envelope.data.get("instance", "")) or None
-        return str(envelope.aggregate_id)
+        return envelope.aggregate_key
 
     def decide(
         self, current: Instance[KeyTimers] | None, message: Message, now: datetime

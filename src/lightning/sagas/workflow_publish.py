@@ -71,7 +71,7 @@ class WorkflowPublish(Saga[Publication]):
     def key(self, envelope: Envelope) -> str | None:
         if envelope.aggregate_type == "agent":
             return str(envelope.data.get("workflow_id", "")) or None
-        return str(envelope.aggregate_id)
+        return envelope.aggregate_key
 
     def decide(
         self, current: Instance[Publication] | None, message: Message, now: datetime

@@ -99,12 +99,15 @@ class Tx:
             sql = sql.replace("?", "%s")
         self.cursor.executemany(sql, [tuple(r) for r in rows])
 
-    def upsert_many(self, table: str, key: str, rows: Sequence[Row]) -> None:
+    def upsert_many(self, table: str, key: str, rows: Sequence[Row], *, new: bool = False) -> None:
         """Insert ``rows`` (dicts with the same columns), each replacing the row with its
         ``key`` if there is one; of rows with the same key, the last counts. One statement for
         all (``execute_many``), except on PostgreSQL outside a pipeline for many rows: those are
         copied into a temporary table (COPY) and merged from there in one statement, several
-        times faster than a statement per row — what the large batches of a rebuild write."""
+        times faster than a statement per row — what the large batches of a rebuild write.
+        ``new``: the rows are expected not to be there yet (an append-only table), so on that
+        path they are copied straight into the table, in a savepoint; if one was there after all
+        (a redelivery), that is undone and they are merged as above."""
         if not rows:
             return
         columns = list(rows[0])
@@ -112,7 +115,8 @@ class Tx:
         updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != key)
         conflict = f" ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
         if self._postgres and len(rows) >= COPY_FROM and not self._pipelined():
-            self._merge_copied(table, key, columns, rows, conflict)
+            if not (new and self._copied_new(table, columns, rows)):
+                self._merge_copied(table, key, columns, rows, conflict)
             return
         self.execute_many(
             f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}){conflict}",  # noqa: S608
@@ -135,6 +139,23 @@ class Tx:
         from psycopg import pq
 
         return bool(self.cursor.connection.info.pipeline_status != pq.PipelineStatus.OFF)
+
+    def _copied_new(self, table: str, columns: list[str], rows: Sequence[Row]) -> bool:
+        """COPY ``rows`` into ``table`` itself, in a savepoint: False (and nothing written) if
+        one of their keys is already there."""
+        from psycopg.errors import UniqueViolation
+
+        names = ", ".join(columns)
+        try:
+            with (
+                self.cursor.connection.transaction(),  # a savepoint: this is inside one
+                self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+        except UniqueViolation:
+            return False
+        return True
 
     def _merge_copied(
         self, table: str, key: str, columns: list[str], rows: Sequence[Row], conflict: str

@@ -64,7 +64,7 @@ def endpoint_row(old: Row | None, envelope: Envelope) -> Row | None:
     common = {"position": envelope.position, "version": envelope.version, "updated_at": at}
     if envelope.type == "webhook.subscribed":
         return {
-            "id": str(envelope.aggregate_id),
+            "id": envelope.aggregate_key,
             "url": data["url"],
             "event_types": json.dumps(list(data["event_types"])),
             "description": data.get("description", ""),
@@ -121,7 +121,7 @@ class WebhookRouter:
         return True  # every event may match a subscription
 
     def key(self, envelope: Envelope) -> str:
-        return str(envelope.aggregate_id)
+        return envelope.aggregate_key
 
     def snapshot(self, tx: Tx, key: str) -> list[Row]:
         endpoint = tx.all("SELECT * FROM webhook_endpoints WHERE id = ?", (key,))
@@ -147,7 +147,7 @@ class WebhookRouter:
                     _insert(tx, deliveries)  # recorded first, so they end with the others
                     deliveries = []
                 self._subscription_event(tx, envelope, endpoints, created, changed)
-                if (row := endpoints.get(str(envelope.aggregate_id))) is not None:
+                if (row := endpoints.get(envelope.aggregate_key)) is not None:
                     filters[row["id"]] = _filter(row)
                 continue
             deliveries += _deliveries(envelope, endpoints, filters, orphaned)
@@ -176,7 +176,7 @@ class WebhookRouter:
         created: dict[str, Row],
         changed: dict[str, Row],
     ) -> None:
-        key = str(envelope.aggregate_id)
+        key = envelope.aggregate_key
         old = endpoints.get(key)
         if old is None and envelope.type != "webhook.subscribed":
             old = tx.one("SELECT * FROM webhook_endpoints WHERE id = ?", (key,))
