@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from uuid import UUID
 
 import pytest
@@ -370,3 +370,35 @@ def on_icu_postgres(postgres_server: str) -> Iterator[Lightning]:
 
 def test_type_prefixes_are_exact_under_a_linguistic_collation(on_icu_postgres: Lightning) -> None:
     test_the_audit_log_filters_by_the_one_pattern_grammar(on_icu_postgres)
+
+
+def test_shared_pages_are_read_once_for_every_reader_and_wait_for_no_reader_that_left(
+    lightning: Lightning,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lightning.consumers.read_ahead import SharedPages
+
+    populate(lightning, 10)
+    log = [e.position for e in lightning.store.iterate(0)]
+
+    def walk(take: Callable[[int, int | None], list[Envelope]], after: int = 0) -> list[int]:
+        seen: list[int] = []
+        while batch := take(after, None):
+            seen += [e.position for e in batch]
+            after = batch[-1].position
+        return seen
+
+    pages = SharedPages(lightning.store, 3, readers=2)
+    with ThreadPoolExecutor(2) as pool:
+        both = [pool.submit(walk, pages.reader(i).take) for i in (0, 1)]
+        assert [f.result(timeout=20) for f in both] == [log, log]
+    assert pages.pages_read <= len(log) // 3 + 2  # once for both
+    pages.close()
+
+    pages = SharedPages(lightning.store, 3, readers=2)
+    held_back, leader = pages.reader(0), pages.reader(1)
+    assert [e.position for e in held_back.take(log[1], None)] == log[2:5]  # its own page
+    held_back.close()  # done: the leader is not held back by it
+    assert walk(leader.take) == log
+    pages.close()

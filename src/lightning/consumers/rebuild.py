@@ -18,16 +18,19 @@ skipped; stopping them first just spares the duplicated reading.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..store.backends import PostgresBackend
 from ..store.event_store import EventStore
 from . import parking
 from .consumer import Consumer, RetryPolicy
 from .handler import Handler
-from .read_ahead import ReadAhead
+from .read_ahead import SharedPages
 from .tracking import TrackingStore
 
 BATCH = 5_000  # events per transaction in a rebuild (two such pages held at once)
@@ -69,6 +72,19 @@ def reset(tracking: TrackingStore, kind: str, names: Sequence[str], tables: Sequ
             parking.clear(tx, kind, name)
 
 
+class _Stopped(Exception):
+    """Raised in a rebuild's thread after a commit, once another one has failed or stopped."""
+
+
+def groups_of(handlers: Sequence[Handler], parallel: bool) -> list[list[Handler]]:
+    """The handlers split in two for two threads: those that follow every event (the audit
+    log: ``types`` None) and the others, whose Python work is of the same order. One group
+    when not ``parallel`` or when either side would be empty."""
+    every = [h for h in handlers if getattr(h, "types", ()) is None]
+    some = [h for h in handlers if getattr(h, "types", ()) is not None]
+    return [every, some] if parallel and every and some else [list(handlers)]
+
+
 def rebuild(
     tracking: TrackingStore,
     events: EventStore,
@@ -84,36 +100,84 @@ def rebuild(
 ) -> Rebuilt:
     """Reset ``handlers`` (of consumer kind ``kind``; ``tables`` are theirs) and apply the log
     to them again, up to its head as it is now. ``on_progress(position, head)`` whenever the
-    slowest handler moves on; ``on_commit`` as ``Consumer``'s ``on_progress``."""
+    slowest handler moves on; ``on_commit`` as ``Consumer``'s ``on_progress``.
+
+    On PostgreSQL the handlers are split in two consumers (``groups_of``), each on a thread of
+    its own and its own connection, given the same pages of the log (``SharedPages``: read and
+    decoded once): while one waits for the database, the other works. Each handler's rows and
+    position are committed together as always; if one thread fails (or is interrupted), the
+    other stops after its batch in flight and the error is raised here."""
     started = clock()
     names = [h.name for h in handlers]
     reset(tracking, kind, names, tables)
     head = events.max_position()
     standing = dict.fromkeys(names, 0)
+    lock = threading.Lock()
+    stop = threading.Event()
 
     def committed(name: str, position: int) -> None:
         if on_commit is not None:
             on_commit(name, position)
-        slowest = min(standing.values())
-        standing[name] = position
-        if on_progress is not None and min(standing.values()) > slowest:
-            on_progress(min(standing.values()), head)
+        with lock:
+            slowest = min(standing.values())
+            standing[name] = position
+            now = min(standing.values())
+        if on_progress is not None and now > slowest:
+            on_progress(now, head)
+        if stop.is_set():
+            raise _Stopped
 
-    with ReadAhead(events, batch_size) as ahead, fewer_collections():
-        consumer = Consumer(
+    groups = groups_of(handlers, isinstance(tracking.backend, PostgresBackend))
+    pages = SharedPages(events, batch_size, readers=len(groups))
+    consumers = [
+        Consumer(
             kind,
-            handlers,
+            group,
             tracking,
             events,
             policy=policy,
             batch_size=batch_size,
             on_progress=committed,
             clock=clock,
-            read_ahead=ahead,
+            read_ahead=pages.reader(index),
             pipelined=False,
         )
-        position = run_to_head(consumer, clock, head=head)
-        return Rebuilt(position, head, ahead.pages_read, clock() - started)
+        for index, group in enumerate(groups)
+    ]
+
+    def run(index: int) -> int:
+        try:
+            return run_to_head(consumers[index], clock, head=head)
+        finally:
+            pages.leave(index)
+
+    try:
+        with fewer_collections():
+            alone = len(consumers) == 1
+            position = run(0) if alone else _in_threads(run, len(consumers), stop)
+    finally:
+        pages.close()
+    return Rebuilt(position, head, pages.pages_read, clock() - started)
+
+
+def _in_threads(run: Callable[[int], int], count: int, stop: threading.Event) -> int:
+    """``run(0)`` … ``run(count - 1)`` on threads of their own: the lowest position they
+    reached. The first error (or a KeyboardInterrupt here) stops the others after their batch
+    in flight, and is raised once they have."""
+    with ThreadPoolExecutor(count, thread_name_prefix="rebuild") as pool:
+        running = [pool.submit(run, index) for index in range(count)]
+        try:
+            done, _ = wait(running, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in running if f in done and f.exception()), None)
+            if failed is not None:
+                stop.set()
+                wait(running)
+                raise failed.exception()  # type: ignore[misc]
+        except BaseException:
+            stop.set()
+            wait(running)
+            raise
+        return min(f.result() for f in running)
 
 
 def run_to_head(
