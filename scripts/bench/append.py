@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from common import (
@@ -50,6 +49,7 @@ from common import (
     Row,
     Run,
     closed_loop,
+    eventsourcing_env,
     log,
     machine,
     median,
@@ -160,19 +160,6 @@ class BenchAgent(Aggregate):
 
 class BenchApp(Application[uuid.UUID]):
     name = "BenchApp"
-
-
-def eventsourcing_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": parts.path.lstrip("/"),
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "CREATE_TABLE": "y",
-    }
 
 
 @contextlib.contextmanager

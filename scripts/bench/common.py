@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, LiteralString
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "bench"
@@ -214,6 +214,20 @@ def migrate(url: str) -> None:
         Migrator(backend).migrate()
     finally:
         backend.close()
+
+
+def eventsourcing_env(url: str) -> dict[str, str]:
+    """The environment of a stock eventsourcing application on the PostgreSQL database ``url``."""
+    parts = urlsplit(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": parts.path.lstrip("/"),
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "CREATE_TABLE": "y",
+    }
 
 
 # ---- closed-loop load ---------------------------------------------------------------------------

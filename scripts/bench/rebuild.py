@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from functools import singledispatchmethod
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from common import (
@@ -57,6 +56,7 @@ from common import (
     ROOT,
     Databases,
     Row,
+    eventsourcing_env,
     log,
     machine,
     median,
@@ -219,19 +219,6 @@ def check_rebuilt(url: str, head: int) -> dict[str, int]:
 # ---- the stock runner ---------------------------------------------------------------------------
 
 
-def stock_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": parts.path.lstrip("/"),
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "CREATE_TABLE": "y",
-    }
-
-
 def stock_classes() -> tuple[type[Any], type[Any], type[Any], type[Any]]:
     """The stock application, aggregate, view and projection (imported only when used)."""
     from eventsourcing.application import Application
@@ -341,7 +328,7 @@ def stock_child(url: str, events: int) -> None:
     from eventsourcing.projection import ProjectionRunner
 
     stock_app, stock_agent, stock_view, stock_projection = stock_classes()
-    env = stock_env(url)
+    env = eventsourcing_env(url)
     app = stock_app(env=env)
     written = 0
     k = 0
