@@ -3,7 +3,6 @@ stamping envelopes, and retrying optimistic-concurrency conflicts."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ..caching import cached
 from ..domain.errors import ConcurrencyConflict, Conflict, Forbidden
 from ..domain.limits import check_event_size
 from ..domain.messages import UNKNOWN, Command, DomainEvent
@@ -74,12 +74,12 @@ class Context:
     now: Callable[[], datetime] = utc_now
     new_id: Callable[[], UUID] = uuid4
 
-    @functools.cached_property
+    @cached
     def at(self) -> datetime:
         """The command's time: read once, so all its events (and its checks) share it."""
         return self.now()
 
-    @functools.cached_property
+    @cached
     def id(self) -> UUID:
         """The id every event of this command carries."""
         return self.command_id or uuid4()

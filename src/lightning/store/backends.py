@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.rows import dict_row
+from psycopg.sql import SQL, Identifier
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .commands import SELECT_COMMAND, Claim, CommandRecord, record_of
@@ -561,6 +562,12 @@ class PostgresBackend(Backend):
         )
         # Tables come from event_store/ (lightning db migrate), not from the recorder.
         self.recorder = PostgresCommandRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+        self._select_stream = (
+            SQL("SELECT * FROM {}.{} WHERE originator_id=%s")
+            .format(Identifier(loc.schema), Identifier(EVENTS_TABLE))
+            .as_string(None)
+            .encode()
+        )
 
     def schema_ready(self) -> None:
         """Load the composite type the recorder inserts with (it exists once migrated)."""
@@ -575,23 +582,21 @@ class PostgresBackend(Backend):
         after_position: int = 0,
         limit: int | None = None,
     ) -> list[Notification]:
-        from psycopg.sql import SQL, Identifier
-
-        sql = SQL("SELECT * FROM {}.{} WHERE originator_id=%s").format(
-            Identifier(self.location.schema), Identifier(EVENTS_TABLE)
-        )
+        # Bytes put together from a prefix quoted once: composing psycopg's SQL objects and
+        # rendering them again on every read was a tenth of a command's CPU.
+        sql = self._select_stream
         params: list[object] = [aggregate_id]
         for clause, value in (
-            (" AND originator_version>%s", after_version),
-            (" AND originator_version<=%s", to_version),
-            (" AND notification_id>%s", after_position),
+            (b" AND originator_version>%s", after_version),
+            (b" AND originator_version<=%s", to_version),
+            (b" AND notification_id>%s", after_position),
         ):
             if value:
-                sql += SQL(clause)
+                sql += clause
                 params.append(value)
-        sql += SQL(" ORDER BY originator_version")
+        sql += b" ORDER BY originator_version"
         if limit is not None:
-            sql += SQL(" LIMIT %s")
+            sql += b" LIMIT %s"
             params.append(limit)
         with self.datastore.get_connection() as conn, conn.cursor() as c:
             # One statement: no BEGIN/ROLLBACK round trips around it (autocommit connection).

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any, Self
 from uuid import UUID, uuid5
 
@@ -33,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import from_json
 
+from ..caching import cached
 from ..domain.messages import DomainEvent
 from ..domain.registry import event_from
 from ..domain.upcasting import upcast
@@ -89,7 +89,9 @@ class Envelope(BaseModel):
     # (what this version writes is built here, field by field). A validation error does not
     # quote its input: its text leaves as an undecodable event's error, and the input may be a
     # whole envelope, secret hashes included.
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", hide_input_in_errors=True, ignored_types=(cached,)
+    )
 
     id: UUID
     type: str
@@ -128,18 +130,18 @@ class Envelope(BaseModel):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy that works out its cached texts again (they may be of a changed field)."""
         copied = super().model_copy(update=update, deep=deep)
-        for cached in ("aggregate_key", "occurred_text"):
-            copied.__dict__.pop(cached, None)
+        for name in ("aggregate_key", "occurred_text"):
+            copied.__dict__.pop(name, None)
         return copied
 
-    @cached_property
+    @cached
     def aggregate_key(self) -> str:
         """``str(aggregate_id)``, made once: every consumer keys its work by it, several times
         per event (the UUID's own ``str`` is Python code, and a rebuild calls it millions of
         times)."""
         return str(self.aggregate_id)
 
-    @cached_property
+    @cached
     def occurred_text(self) -> str:
         """``occurred_at`` as written out (``format_time``), made once per envelope."""
         return format_time(self.occurred_at)
