@@ -5,8 +5,10 @@ On Python 3.11 ``cached_property`` takes one lock, shared by every instance of t
 each first computation. A thread that holds it can be switched out (the GIL changes hands every
 5 ms), and then every other thread reaching any instance's property waits: with 64 request
 threads making ``Context`` objects, 2/3 of their time went to waiting on ``Context.at``'s lock.
-(Python 3.12 dropped the lock for this reason.) Here two threads may both work the value out
-the first time; it is a pure function of the object, so either result is the same.
+(Python 3.12 dropped the lock for this reason.) Here two threads asking at the same moment
+could both work the value out, so it is for values that are a pure function of the object (an
+envelope's texts) or for objects one thread uses at a time (a command's ``Context``, whose time
+and id must not be read by two threads before either has been once).
 """
 
 from __future__ import annotations

@@ -43,13 +43,16 @@ def test_what_a_session_appends_commits_with_the_transaction_or_not_at_all(
     assert lightning.store.load(dropped) == []
 
 
-def test_a_collision_undoes_that_append_alone(lightning: Lightning) -> None:
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_collision_undoes_that_append_alone(lightning: Lightning, pipelined: bool) -> None:
+    """Also in a pipelined transaction (a consumer's first try at a batch): the append's result
+    and its collision are had where the append is, not at the next read."""
     stream = uuid4()
     lightning.store.append([event(stream, 1)])
     record = CommandRecord("saga:test", uuid4(), stream)
     lightning.store.append([event(stream, 2)], command=record)
     other = uuid4()
-    with lightning.consumers.tracking.transaction(commit=True) as tx:
+    with lightning.consumers.tracking.transaction(commit=True, pipelined=pipelined) as tx:
         session = lightning.store.within(tx)
         with pytest.raises(ConcurrencyConflict):
             session.append([event(stream, 2)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from uuid import UUID
 
@@ -377,7 +378,7 @@ def test_shared_pages_are_read_once_for_every_reader_and_wait_for_no_reader_that
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from lightning.consumers.read_ahead import SharedPages
+    from lightning.consumers.read_ahead import PageReader, SharedPages
 
     populate(lightning, 10)
     log = [e.position for e in lightning.store.iterate(0)]
@@ -395,6 +396,25 @@ def test_shared_pages_are_read_once_for_every_reader_and_wait_for_no_reader_that
         assert [f.result(timeout=20) for f in both] == [log, log]
     assert pages.pages_read <= len(log) // 3 + 2  # once for both
     pages.close()
+
+    for _ in range(20):  # one reader out of step with the pages kept (a handler held back)
+        pages = SharedPages(lightning.store, 3, readers=2)
+        walked: dict[str, list[int]] = {}
+
+        def walking(name: str, reader: PageReader, after: int, into: dict[str, list[int]]) -> None:
+            into[name] = walk(reader.take, after)
+
+        walkers = [
+            threading.Thread(target=walking, args=("aligned", pages.reader(0), 0, walked)),
+            threading.Thread(target=walking, args=("out_of_step", pages.reader(1), log[1], walked)),
+        ]
+        for walker in walkers:
+            walker.daemon = True  # a deadlock fails the test instead of hanging the run
+            walker.start()
+        for walker in walkers:
+            walker.join(timeout=20)
+        assert walked == {"aligned": log, "out_of_step": log[2:]}  # neither waited for ever
+        pages.close()
 
     pages = SharedPages(lightning.store, 3, readers=2)
     held_back, leader = pages.reader(0), pages.reader(1)

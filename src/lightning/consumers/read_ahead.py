@@ -30,6 +30,10 @@ from ..store.event_store import EventStore
 HELD = 3  # pages kept at most by SharedPages (each ``page`` events)
 
 
+class PagesClosed(RuntimeError):
+    """A reader asked ``SharedPages`` for a page after it was closed (a rebuild stopping)."""
+
+
 class ReadAhead:
     """A page source for one consumer: ``take`` the page after a position."""
 
@@ -84,18 +88,22 @@ class SharedPages:
         tolerant); the page after it is then read in the background."""
         key = (after, upto)
         with self._changed:
-            for kept, page in list(self._pages.items()):
-                if kept[1] == upto and kept[0] < after:  # passed by, or skipped: not wanted
-                    self._taken(kept, page, reader)
-            found = self._pages.get(key)
-            if found is None and self._is_ahead(after, upto):
-                # The leading reader: wait until the slowest lets a page go, then read it.
-                while len(self._pages) >= HELD and key not in self._pages and not self._closed:
-                    self._changed.wait()
-                found = self._pages.get(key) or self._submit(key)
+            while True:  # looked at afresh on every wake-up: others take and add pages meanwhile
+                if self._closed:
+                    raise PagesClosed("the rebuild's pages were closed")
+                for kept, page in list(self._pages.items()):
+                    if kept[1] == upto and kept[0] < after:  # passed by, or skipped: not wanted
+                        self._taken(kept, page, reader)
+                found = self._pages.get(key)
+                if found is not None or not self._is_ahead(after, upto):
+                    break  # shared, or behind the pages kept (held back): read for itself
+                if len(self._pages) < HELD:
+                    found = self._submit(key)
+                    break
+                self._changed.wait()  # the leading reader waits for the slowest to let one go
             if found is not None:
                 self._taken(key, found, reader)
-        if found is None:  # behind the pages kept (held back): read for itself alone
+        if found is None:
             batch = self._read(after, upto)
         else:
             try:
@@ -108,7 +116,8 @@ class SharedPages:
         if len(batch) == self.page:
             with self._changed:
                 following = (batch[-1].position, upto)
-                if following not in self._pages and len(self._pages) < HELD:
+                ahead = following not in self._pages and len(self._pages) < HELD
+                if ahead and not self._closed:
                     self._submit(following)
         return batch
 

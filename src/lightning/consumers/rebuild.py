@@ -154,27 +154,29 @@ def rebuild(
     try:
         with fewer_collections():
             alone = len(consumers) == 1
-            position = run(0) if alone else _in_threads(run, len(consumers), stop)
+            position = run(0) if alone else _in_threads(run, len(consumers), stop, pages.close)
     finally:
         pages.close()
     return Rebuilt(position, head, pages.pages_read, clock() - started)
 
 
-def _in_threads(run: Callable[[int], int], count: int, stop: threading.Event) -> int:
+def _in_threads(
+    run: Callable[[int], int], count: int, stop: threading.Event, stopping: Callable[[], None]
+) -> int:
     """``run(0)`` … ``run(count - 1)`` on threads of their own: the lowest position they
-    reached. The first error (or a KeyboardInterrupt here) stops the others after their batch
-    in flight, and is raised once they have."""
+    reached. The first error (or a KeyboardInterrupt here) stops the others — after their
+    batch in flight, or at once if they wait for a page (``stopping`` wakes them) — and is
+    raised once they have."""
     with ThreadPoolExecutor(count, thread_name_prefix="rebuild") as pool:
         running = [pool.submit(run, index) for index in range(count)]
         try:
             done, _ = wait(running, return_when=FIRST_EXCEPTION)
             failed = next((f for f in running if f in done and f.exception()), None)
             if failed is not None:
-                stop.set()
-                wait(running)
                 raise failed.exception()  # type: ignore[misc]
         except BaseException:
             stop.set()
+            stopping()
             wait(running)
             raise
         return min(f.result() for f in running)

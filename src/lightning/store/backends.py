@@ -115,7 +115,7 @@ class Tx:
         names = ", ".join(columns)
         updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != key)
         conflict = f" ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
-        if self._postgres and len(rows) >= COPY_FROM and not self._pipelined():
+        if self._postgres and len(rows) >= COPY_FROM and not self.in_pipeline():
             if not (new and self._copied_new(table, columns, rows)):
                 self._merge_copied(table, key, columns, rows, conflict)
             return
@@ -136,7 +136,10 @@ class Tx:
         for table in tables:
             self.execute(f"DELETE FROM {table}")  # noqa: S608
 
-    def _pipelined(self) -> bool:
+    def in_pipeline(self) -> bool:
+        """Whether this is a pipelined transaction (``Backend.transaction``; PostgreSQL)."""
+        if not self._postgres:
+            return False
         from psycopg import pq
 
         return bool(self.cursor.connection.info.pipeline_status != pq.PipelineStatus.OFF)
@@ -541,6 +544,11 @@ class PostgresBackend(Backend):
         # What the recorder's own insert_events does inside its transaction (table lock,
         # NOTIFY, INSERT … RETURNING, command rows), here inside the caller's.
         self.recorder._insert_stored_events(tx.cursor, events)
+        if tx.in_pipeline():
+            # The INSERT's result (its positions, or a collision) is wanted now, where the
+            # caller's savepoint is (eventsourcing syncs here on its own pipelined path too).
+            with tx.cursor.connection.pipeline() as pipeline:
+                pipeline.sync()
         positions = self.recorder._fetch_ids_after_insert_events(tx.cursor, events, commands=claims)
         return list(positions or [])
 
@@ -652,17 +660,18 @@ class PostgresBackend(Backend):
     def _pipelined(self) -> Iterator[Tx]:
         """A transaction in pipeline mode, begun and ended by hand rather than by psycopg's
         ``transaction()``, which waits for BEGIN and syncs twice more around COMMIT: here BEGIN
-        goes out with the first statement and COMMIT with the pipeline's closing Sync (an error
-        there is raised on leaving it)."""
+        goes out with the first statement and COMMIT with the Sync after it (an error there is
+        raised by that Sync, and rolled back as any other)."""
         with (
             self.datastore.get_connection() as conn,
-            conn.pipeline(),
+            conn.pipeline() as pipeline,
             conn.cursor() as cursor,
         ):
             cursor.execute("BEGIN", prepare=False)
             try:
                 yield Tx(cursor, postgres=True)
                 cursor.execute("COMMIT", prepare=False)
+                pipeline.sync()
             except BaseException:
                 # psycopg's own rollback: it first syncs out of an aborted pipeline (the server
                 # skips everything after a failed statement up to a Sync), and it keeps its
