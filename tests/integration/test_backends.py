@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from lightning.bootstrap import Lightning
 from lightning.store.backends import COPY_FROM, SQLiteBackend
@@ -56,3 +57,27 @@ def test_bulk_upserts_replace_and_keep_the_last_of_a_key(lightning: Lightning, n
     with backend.transaction() as tx:  # of one key given twice, the last counts
         tx.upsert_many("bulk", "id", [{"id": "twice", "n": n, "note": None} for n in range(300)])
     assert backend.query("SELECT n FROM bulk WHERE id = 'twice'") == [{"n": 299}]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_postgres_transaction_that_fails_at_commit_is_rolled_back(
+    lightning: Lightning, pipelined: bool
+) -> None:
+    """A deferred constraint fails only at COMMIT — in a pipelined transaction that is where the
+    pipeline ends — and the connection goes back to the pool usable (SQLite: above)."""
+    backend = lightning.store.backend
+    with backend.transaction() as tx:
+        tx.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        tx.execute(
+            "CREATE TABLE child (parent INTEGER REFERENCES parent (id)"
+            " DEFERRABLE INITIALLY DEFERRED)"
+        )
+    with pytest.raises(IntegrityError), backend.transaction(pipelined=pipelined) as tx:
+        tx.execute("INSERT INTO child VALUES (99)")
+    for _ in range(3):  # every pooled connection is fine
+        with backend.transaction(pipelined=pipelined) as tx:
+            tx.execute(
+                "INSERT INTO parent VALUES (?)", (len(backend.query("SELECT * FROM parent")),)
+            )
+    assert backend.query("SELECT count(*) AS n FROM child") == [{"n": 0}]

@@ -660,21 +660,16 @@ class PostgresBackend(Backend):
     def _pipelined(self) -> Iterator[Tx]:
         """A transaction in pipeline mode, begun and ended by hand rather than by psycopg's
         ``transaction()``, which waits for BEGIN and syncs twice more around COMMIT: here BEGIN
-        goes out with the first statement and COMMIT with the Sync after it (an error there is
-        raised by that Sync, and rolled back as any other)."""
-        with (
-            self.datastore.get_connection() as conn,
-            conn.pipeline() as pipeline,
-            conn.cursor() as cursor,
-        ):
-            cursor.execute("BEGIN", prepare=False)
+        goes out with the first statement and COMMIT with the pipeline's closing Sync; an error
+        there (raised on leaving the pipeline) is rolled back as one in the body is."""
+        with self.datastore.get_connection() as conn:
             try:
-                yield Tx(cursor, postgres=True)
-                cursor.execute("COMMIT", prepare=False)
-                pipeline.sync()
+                with conn.pipeline(), conn.cursor() as cursor:
+                    cursor.execute("BEGIN", prepare=False)
+                    yield Tx(cursor, postgres=True)
+                    cursor.execute("COMMIT", prepare=False)
             except BaseException:
-                # psycopg's own rollback: it first syncs out of an aborted pipeline (the server
-                # skips everything after a failed statement up to a Sync), and it keeps its
+                # psycopg's own rollback (out of the pipeline now): it keeps its
                 # prepared-statement cache in step with the server. A broken connection is
                 # dropped by the pool.
                 with contextlib.suppress(Exception):
