@@ -127,7 +127,8 @@ class Relay:
                     )
                     await lease.check()
                     if batch:
-                        await confirms.room(len(batch))
+                        if not await confirms.room(len(batch), stop):
+                            break  # stopping: what is unconfirmed goes again next time
                         confirms.add(
                             batch[-1].id, len(batch), self._publish(underlay, batch, position)
                         )
@@ -254,17 +255,21 @@ class _Confirmations:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._follow())
 
-    async def room(self, count: int) -> None:
+    async def room(self, count: int, stop: asyncio.Event) -> bool:
         """Wait until ``count`` more messages keep the unconfirmed ones within the limit (one
-        batch may always go out)."""
+        batch may always go out): False if ``stop`` is set meanwhile."""
         while self._unconfirmed and self._unconfirmed + count > self._limit:
             self.check()
+            if stop.is_set():
+                return False
             self._room.clear()
-            waits = {asyncio.ensure_future(e.wait()) for e in (self._room, self.failed)}
+            events = (self._room, self.failed, stop)
+            waits = {asyncio.ensure_future(e.wait()) for e in events}
             _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
         self.check()
+        return not stop.is_set()
 
     def check(self) -> None:
         if self._error is not None:
