@@ -41,7 +41,7 @@ from ..store.outages import is_retryable
 from . import parking
 from .batch import Failing, HandlerRun, Outcome, text_safe
 from .handler import Handler
-from .read_ahead import ReadAhead
+from .read_ahead import PageReader
 from .tracking import TrackingStore, Tx
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Consumer:
         batch_size: int = 500,
         on_progress: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        read_ahead: ReadAhead | None = None,
+        read_ahead: PageReader | None = None,
         pipelined: bool = True,
     ) -> None:
         """``read_ahead`` (for rebuilds): the log is read outside the transactions, the next

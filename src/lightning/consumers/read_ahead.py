@@ -1,7 +1,7 @@
 """Reading the log a page ahead, for consumers that are far behind (a rebuild).
 
 A consumer reads a batch, applies it in a transaction and reads the next: the database and the
-consumer's own CPU take turns. With a ``ReadAhead`` the page after the one just handed out is
+consumer's own CPU take turns. Given a ``PageReader`` the page after the one just handed out is
 read (and decoded) on a thread of its own while that one is applied, so the database's work on
 a batch's writes overlaps the decoding of the next. The log is append-only and a page is read
 outside any transaction, as any reader of the store does; a page is only used if it starts
@@ -21,8 +21,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from ..store.envelope import Envelope
 from ..store.event_store import EventStore
@@ -32,35 +30,6 @@ HELD = 3  # pages kept at most by SharedPages (each ``page`` events)
 
 class PagesClosed(RuntimeError):
     """A reader asked ``SharedPages`` for a page after it was closed (a rebuild stopping)."""
-
-
-class ReadAhead:
-    """A page source for one consumer: ``take`` the page after a position."""
-
-    def __init__(self, events: EventStore, page: int) -> None:
-        self._shared = SharedPages(events, page, readers=1)
-        self._reader = self._shared.reader(0)
-
-    @property
-    def pages_read(self) -> int:
-        return self._shared.pages_read
-
-    def take(self, after: int, upto: int | None) -> list[Envelope]:
-        return self._reader.take(after, upto)
-
-    def close(self) -> None:
-        self._shared.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass
@@ -157,7 +126,7 @@ class SharedPages:
         return self.events.read(after, self.page, upto=upto, tolerant=True)
 
 
-class PageReader(ReadAhead):
+class PageReader:
     """One reader of ``SharedPages`` (what a consumer is given as its ``read_ahead``)."""
 
     def __init__(self, shared: SharedPages, index: int) -> None:

@@ -41,7 +41,7 @@ COLLECT_AFTER = (100_000, 50, 100)  # the cyclic collector's thresholds during a
 class Rebuilt:
     position: int  # where the handlers stand (the log's head, unless one is still retrying)
     head: int  # the log's head when the rebuild began
-    pages: int  # pages of the log read (``ReadAhead``): the log was read once if ~ head / batch
+    pages: int  # pages of the log read (``SharedPages``): the log was read once if ~ head / batch
     seconds: float
 
 
