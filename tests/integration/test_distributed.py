@@ -242,7 +242,9 @@ def test_standby_relay_takes_over_when_the_active_one_dies(
 
 def test_rabbitmq_restarted_mid_stream(cluster: Cluster, app: Lightning) -> None:
     cluster.start_worker("all")
-    writer = Writer(app, commands=500, threads=4)
+    # At least 12.5 s of commands (500, four threads, 0.1 s apart each): stopping and starting
+    # the broker's app takes seconds on a loaded machine, and the writer must outlast it.
+    writer = Writer(app, commands=500, threads=4, pause=0.1)
     wait_for(lambda: app.consumers.tracking.position("audit_log") > 50)
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     down_at = app.store.max_position()
