@@ -197,11 +197,14 @@ def stamp(
 # one aggregate (a hot agent, eight processes in the tests) can lose ten races in a row, so the
 # bound is time as much as tries.
 CONFLICT_ATTEMPTS = 50
-_FIRST_WAIT = 0.01  # wait_random_exponential's bound before the second try
+# Waits of up to 0.005 * 2**n s (at most 0.25) after the n-th lost race: the first is slept by
+# ``retry_on_conflict`` itself, the rest by tenacity, whose count starts at the second try
+# (hence its multiplier 0.01 and one attempt fewer).
+_FIRST_WAIT = 0.01
 _retrying = retry(
     retry=retry_if_exception_type(ConcurrencyConflict),
     stop=stop_after_attempt(CONFLICT_ATTEMPTS - 1) | stop_after_delay(10),
-    wait=wait_random_exponential(multiplier=0.005, max=0.25),
+    wait=wait_random_exponential(multiplier=0.01, max=0.25),
     reraise=True,
 )
 P = ParamSpec("P")
