@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -32,9 +34,13 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from aiormq.abc import ChannelFrame, DeliveredMessage
 from aiormq.exceptions import AMQPError
 from eventsourcing.persistence import Notification
 from opentelemetry import propagate
+from pamqp import commands as spec
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
 from pydantic import ValidationError
 
 from ..config import Settings
@@ -120,10 +126,20 @@ class Topology:
                 log.warning("could not delete %s: %s", name, exc)
 
 
-def to_message(notification: Notification, previous: int) -> aio_pika.Message:
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One event's message, ready for the wire."""
+
+    routing_key: str
+    body: bytes
+    properties: spec.Basic.Properties
+
+
+def to_publication(notification: Notification, previous: int) -> Publication:
     """The message for one stored event (body: its public envelope; see the module docstring). An
     event this version cannot read goes out as its ``Undecodable`` stand-in (marked in the
-    header ``undecodable``): the relay never stops at one event, and consumers park it."""
+    header ``undecodable``): the relay never stops at one event, and consumers park it. The
+    properties are what ``aio_pika.Message`` would build (persistent, JSON), made directly."""
     headers: dict[str, Any] = {"position": notification.id, "previous_position": previous}
     try:
         body, fields = wire_json(notification, notification.id)
@@ -134,17 +150,92 @@ def to_message(notification: Notification, previous: int) -> aio_pika.Message:
         message_id, correlation_id = str(stand_in.id), str(stand_in.correlation_id)
         headers["undecodable"] = stand_in.error[:500]
     propagate.inject(headers)
-    return aio_pika.Message(
+    return Publication(
+        notification.topic,
         body,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message_id,
-        correlation_id=correlation_id,
-        type=notification.topic,
-        timestamp=datetime.now(UTC),
-        headers=headers,
-        app_id="lightning-relay",
+        spec.Basic.Properties(
+            content_type="application/json",
+            delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
+            message_id=message_id,
+            correlation_id=correlation_id,
+            message_type=notification.topic,
+            timestamp=datetime.now(UTC),
+            headers=headers,
+            app_id="lightning-relay",
+        ),
     )
+
+
+async def publish_batch(
+    channel: aiormq.Channel, exchange: str, publications: Sequence[Publication]
+) -> list[asyncio.Future[Any]]:
+    """Publish ``publications`` in order, ``mandatory``, on a channel in confirm mode, as one
+    write: the same frames and bookkeeping as aiormq's ``basic_publish`` once per message (a
+    delivery tag, a confirmation future, the message id for a return), but under one hold of
+    the channel's lock and with the frames of the whole batch marshalled and queued together,
+    which costs a fraction of the per-message calls (their lock, timeout scope, future for the
+    drain and task each). Returns each message's confirmation: an ack's frame, a returned
+    (unroutable) message (or ``PublishError``, as the channel's ``on_return_raises`` says), or
+    the failure (a nack, the channel's closing) as its exception.
+
+    This reaches into ``aiormq.Channel`` (``delivery_tag``, ``confirmations``,
+    ``message_id_delivery_tag``, ``write_queue``), the attributes its own ``basic_publish``
+    uses (aiormq 7.2); the relay's integration tests hold it to acks, returns and restarts.
+    """
+    if not channel.publisher_confirms:
+        raise ValueError("publish_batch needs a channel in confirm mode")
+    frames: list[Any] = []
+    confirmations: list[asyncio.Future[Any]] = []
+    async with channel.lock:
+        first = channel.delivery_tag
+        try:
+            for publication in publications:
+                channel.delivery_tag += 1
+                tag = channel.delivery_tag
+                message_id = publication.properties.message_id
+                assert message_id is not None  # a return finds its confirmation by it
+                confirmation = channel.create_future()
+                channel.confirmations[tag] = confirmation
+                channel.message_id_delivery_tag[message_id] = tag
+                confirmation.add_done_callback(
+                    functools.partial(_forget_message_id, channel, message_id, tag)
+                )
+                confirmations.append(confirmation)
+                frames.append(
+                    spec.Basic.Publish(
+                        exchange=exchange, routing_key=publication.routing_key, mandatory=True
+                    )
+                )
+                frames.append(
+                    ContentHeader(
+                        properties=publication.properties, body_size=len(publication.body)
+                    )
+                )
+                frames += _body_frames(channel, publication.body)
+            await channel.write_queue.put(
+                ChannelFrame.marshall(channel_number=channel.number, frames=frames)
+            )
+        except BaseException:
+            # Nothing of the batch reached the connection's writer: give its tags back.
+            for tag in range(first + 1, channel.delivery_tag + 1):
+                channel.confirmations.pop(tag, None)
+            channel.delivery_tag = first
+            for confirmation in confirmations:
+                confirmation.cancel()
+            raise
+    return confirmations
+
+
+def _forget_message_id(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        del channel.message_id_delivery_tag[message_id]
+
+
+def _body_frames(channel: aiormq.Channel, body: bytes) -> list[ContentBody]:
+    if not body:
+        return []
+    size = channel.max_content_size
+    return [ContentBody(body[i : i + size]) for i in range(0, len(body), size)]
 
 
 async def connect(url: str, name: str, stop: asyncio.Event) -> AbstractConnection | None:
@@ -180,7 +271,7 @@ class MalformedMessage(ValueError):
     pass
 
 
-def to_delivery(message: AbstractIncomingMessage) -> Delivery:
+def to_delivery(message: AbstractIncomingMessage | DeliveredMessage) -> Delivery:
     """Decode a message; MalformedMessage if it is not an event envelope Lightning published."""
     try:
         envelope = Envelope.model_validate_json(message.body)

@@ -35,13 +35,14 @@ from ..store.commits import CommitWatcher
 from ..store.event_store import EventStore
 from ..store.outages import Backoff
 from ..telemetry import configure_tracing, tracer
-from .rabbitmq import Topology, connect, to_message
+from .rabbitmq import Topology, connect, publish_batch, to_publication
 
 log = logging.getLogger(__name__)
 
 RELAY_NAME = "rabbitmq"
 _LEADER_LOCK = 0x4C49_5245  # advisory lock id for the active relay ("LIRE")
 RECORD_EVERY = 0.1  # seconds, at least, between two writes of the confirmed position
+CONFIRM_TIMEOUT = 30.0  # seconds the broker has to confirm a batch before the session restarts
 
 
 class Relay:
@@ -113,7 +114,7 @@ class Relay:
             channel = await connection.channel(publisher_confirms=True)
             await self.topology.declare_exchange(channel)
             underlay = await channel.get_underlay_channel()
-            assert isinstance(underlay, aiormq.Channel)  # its basic_publish can skip the drain
+            assert isinstance(underlay, aiormq.Channel)  # what publish_batch writes to
             position = await anyio.to_thread.run_sync(self.position)
             log.info("relay publishing from position %d to %s", position, self.topology.exchange)
             backoff.reset()  # connected to both: the next interruption starts short again
@@ -130,7 +131,7 @@ class Relay:
                         if not await confirms.room(len(batch), stop):
                             break  # stopping: what is unconfirmed goes again next time
                         confirms.add(
-                            batch[-1].id, len(batch), self._publish(underlay, batch, position)
+                            batch[-1].id, len(batch), await self._publish(underlay, batch, position)
                         )
                         position = batch[-1].id
                     if not batch or (len(batch) < self.batch and not self._woken()):
@@ -144,11 +145,11 @@ class Relay:
         listening and no commit was announced since the read began, it may (read again)."""
         return self._wake.is_set() or not self._watcher.listening
 
-    def _publish(
+    async def _publish(
         self, channel: aiormq.Channel, batch: list[Notification], previous: int
     ) -> asyncio.Future[list[object]]:
-        """Send the batch (in order, on one channel) without waiting for the broker; the future
-        holds each message's confirmation (or its failure)."""
+        """Send the batch (in order, on one channel, as one write) without waiting for the
+        broker; the future holds each message's confirmation (or its failure)."""
         with tracer.start_as_current_span(
             f"send {self.topology.exchange}",
             kind=SpanKind.PRODUCER,
@@ -159,27 +160,12 @@ class Relay:
                 "messaging.batch.message_count": len(batch),
             },
         ):
-            sends = []
+            publications = []
             for stored in batch:
-                message = to_message(stored, previous)
-                # wait=False: hand the frames to the connection's writer and go on to the next
-                # message, rather than waiting for each to be flushed to the socket; the
-                # confirmation is awaited all the same.
-                sends.append(
-                    asyncio.ensure_future(
-                        channel.basic_publish(
-                            message.body,
-                            exchange=self.topology.exchange,
-                            routing_key=stored.topic,
-                            properties=message.properties,
-                            mandatory=True,
-                            timeout=30,
-                            wait=False,
-                        )
-                    )
-                )
+                publications.append(to_publication(stored, previous))
                 previous = stored.id
-            return asyncio.gather(*sends, return_exceptions=True)
+            confirmations = await publish_batch(channel, self.topology.exchange, publications)
+        return asyncio.ensure_future(_confirmed(confirmations))
 
     async def _idle(self, stop: asyncio.Event, confirms: _Confirmations) -> None:
         waits = {
@@ -230,6 +216,19 @@ class Relay:
             yield _Lease(conn)
         finally:
             await conn.close()
+
+
+async def _confirmed(confirmations: list[asyncio.Future[Any]]) -> list[object]:
+    """Each message's confirmation or failure; a broker that confirms nothing of the batch
+    within ``CONFIRM_TIMEOUT`` is a failure too (the session ends and the batch goes again)."""
+    try:
+        async with asyncio.timeout(CONFIRM_TIMEOUT):
+            results: list[object] = await asyncio.gather(*confirmations, return_exceptions=True)
+            return results
+    except TimeoutError:
+        for confirmation in confirmations:
+            confirmation.cancel()
+        return [TimeoutError(f"the broker did not confirm the batch within {CONFIRM_TIMEOUT:g} s")]
 
 
 class _Confirmations:
