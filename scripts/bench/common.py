@@ -326,7 +326,11 @@ def write(
 
 
 def chart(scenario: str, rows: Sequence[Row], described: dict[str, str], path: Path) -> None:
-    """One horizontal bar pair per row (ours, baseline), grouped by unit."""
+    """One horizontal bar pair per row (ours, baseline), grouped by unit; none without rows
+    (``append.py --systems lightning`` measures no ratio)."""
+    if not rows:
+        log(f"no chart for {scenario}: no figures to compare")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
