@@ -149,13 +149,17 @@ def test_two_saga_workers_fire_every_timer_once(cluster: Cluster, app: Lightning
     cluster.start_worker("relay", "projections")
     cluster.start_worker("sagas")
     cluster.start_worker("sagas")  # one active consumer, two schedulers racing
-    soon = datetime.now(UTC) + timedelta(seconds=2)
+    # The graces must end before the keys expire: an expiry cancels the key's pending timers,
+    # its grace timer among them (and then no api_key.previous_secret_retired ever comes).
+    soon = datetime.now(UTC) + timedelta(seconds=6)
     keys = [
         app.api_keys.issue(ctx(), name=f"k{i}", role="viewer", expires_at=soon).key.id
         for i in range(10)
     ]
     for key in keys[:5]:
         app.api_keys.rotate(ctx(), key, grace_period_seconds=1)
+    graces_end = datetime.now(UTC) + timedelta(seconds=1)
+    assert graces_end < soon - timedelta(seconds=1), f"issuing and rotating took until {graces_end}"
     wait_for(
         lambda: (
             len(of_type(app, "api_key.expired")) == 10
