@@ -12,6 +12,10 @@ Rows, each at ``--connections`` (64) connections:
 3. ``agents(first: 50)`` (id name provider model configVersion status, and pageInfo) on a read
    model holding at least ``--min-agents`` agents (those of rows 1-2, topped up if need be),
    against ``POST /agents`` issuing the resolver's SQL and answering the same JSON shape.
+4. ``{ __typename }`` (``typename.lua``) with the same key: what the edge costs by itself (HTTP,
+   authentication, the document caches, the cost limit, the executor; no resolver, no store),
+   shown against the plain INSERT endpoint of row 1 to split row 1's gap between the edge and
+   what is behind it (the command, the store, and the relay and consumers sharing the cores).
 
 Setup: a fresh database ``lightning_bench_<random>`` migrated with ``lightning db migrate``;
 ``lightning worker all`` and ``lightning serve`` (``--workers`` when more than one is asked for
@@ -97,6 +101,7 @@ CASES = (
     Case("unique", "registerAgent, unique documents", "register_unique.lua", "/register",
          PLAIN_INSERT),
     Case("agents", "agents(first: 50)", "agents.lua", "/agents", PLAIN_SELECT),
+    Case("floor", "{ __typename } (the edge alone)", "typename.lua", "/register", PLAIN_INSERT),
 )  # fmt: skip
 
 
